@@ -30,12 +30,15 @@ interface Region extends MemoryRegion {
   readonly end: number;
   readonly bytes: Uint8Array;
   readonly view: DataView;
+  readonly discard?: (offset: number, length: number) => void;
 }
 
 export interface RegionSource {
   gpa: number;
   buffer: ArrayBuffer | Uint8Array;
   backing?: Backing;
+  /** Returns [offset, offset+length) of this region's host pages to the host (e.g. madvise DONTNEED). */
+  discard?: (offset: number, length: number) => void;
 }
 
 export class GuestMemory {
@@ -56,6 +59,7 @@ export class GuestMemory {
         backing: s.backing ?? '4k',
         bytes,
         view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+        discard: s.discard,
       };
     });
     list.sort((a, b) => a.gpa - b.gpa);
@@ -133,6 +137,17 @@ export class GuestMemory {
   /** Copies data into the guest at gpa. */
   write(gpa: number, data: Uint8Array | readonly number[]): void {
     this.view(gpa, data.length).set(data);
+  }
+
+  /**
+   * Gives the host pages behind [gpa, gpa+length) back to the host (balloon inflate). The range reads as zeros
+   * afterwards. gpa and length must be 4 KiB aligned.
+   */
+  discard(gpa: number, length: number): void {
+    if (gpa % 4096 !== 0 || length % 4096 !== 0) throw new GuestMemoryError(gpa, length);
+    const r = this.region(gpa, length);
+    if (r.discard !== undefined) r.discard(gpa - r.gpa, length);
+    else r.bytes.fill(0, gpa - r.gpa, gpa - r.gpa + length);
   }
 
   fill(gpa: number, length: number, value = 0): void {

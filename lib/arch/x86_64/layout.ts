@@ -78,6 +78,17 @@ export const FW_CFG_SELECTOR_PORT = 0x510;
 export const FW_CFG_DATA_PORT = 0x511;
 export const FW_CFG_DMA_PORT = 0x514;
 
+/**
+ * ACPI hardware-reduced power management (FADT SLEEP_CONTROL_REG / SLEEP_STATUS_REG / RESET_REG): the guest
+ * writes SLP_TYP|SLP_EN to the control port to power off, and ACPI_RESET_VALUE to the reset port to reboot.
+ */
+export const ACPI_SLEEP_CONTROL_PORT = 0x3c0;
+export const ACPI_SLEEP_STATUS_PORT = 0x3c1;
+export const ACPI_RESET_PORT = 0x3c2;
+export const ACPI_RESET_VALUE = 0x1;
+/** SLP_TYP value the DSDT's \_S5 package declares for soft-off. */
+export const ACPI_S5_SLP_TYP = 5;
+
 /** Base address of virtio-mmio transport n. */
 export function virtioMmioBase(n: number): number {
   if (!Number.isInteger(n) || n < 0 || n >= VIRTIO_MMIO_MAX_DEVICES) {
