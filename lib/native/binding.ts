@@ -117,6 +117,44 @@ export interface NativeEventFd {
   close(): void;
 }
 
+/**
+ * Host-side I/O for device backends, all on raw fds so the VM thread can wait on them with one epoll.
+ * Data-path calls never throw: they return a byte count (>= 0) or a negative errno (-11 = EAGAIN, -5 = EIO,
+ * -28 = ENOSPC). Setup calls (open*, unix*) throw Node-style errors.
+ */
+export interface NativeHostIo {
+  read(fd: number, buf: Uint8Array): number;
+  write(fd: number, buf: Uint8Array): number;
+  pread(fd: number, buf: Uint8Array, position: number): number;
+  pwrite(fd: number, buf: Uint8Array, position: number): number;
+  /** 0 or -errno */
+  fdatasync(fd: number): number;
+  /** fallocate(2): 0 or -errno. Modes: FALLOC_FL_KEEP_SIZE 1, PUNCH_HOLE 2, ZERO_RANGE 0x10. */
+  fallocate(fd: number, mode: number, offset: number, length: number): number;
+  /** Opens /dev/net/tun and attaches to (or creates) tap device `name`; non-blocking. */
+  openTap(name: string, vnetHdr: boolean): { fd: number; name: string };
+  /** A non-blocking listening AF_UNIX stream socket at path (created 0600; an existing socket file is replaced). */
+  unixListen(path: string, backlog: number): number;
+  /** A non-blocking AF_UNIX stream socket connected to path. */
+  unixConnect(path: string): number;
+  /** accept4 (non-blocking, CLOEXEC): a new fd, or -EAGAIN when none is pending. */
+  accept(fd: number): number;
+  /** shutdown(2) how: 0 read, 1 write, 2 both. 0 or -errno. */
+  shutdown(fd: number, how: number): number;
+  close(fd: number): void;
+}
+
+/** epoll(7) over fds the VM thread waits on. Events: IN 0x1, OUT 0x4, ERR 0x8, HUP 0x10, RDHUP 0x2000. */
+export interface NativePoller {
+  readonly fd: number;
+  add(fd: number, events: number, tag: number): void;
+  modify(fd: number, events: number, tag: number): void;
+  remove(fd: number): void;
+  /** Waits up to timeoutMs (-1 = forever); writes [tag, events] pairs into out and returns how many. */
+  wait(out: Int32Array, timeoutMs: number): number;
+  close(): void;
+}
+
 export interface NativeBinding {
   KvmSystem: new (path: string) => NativeKvmSystem;
   GuestMapping: new (
@@ -128,6 +166,8 @@ export interface NativeBinding {
     name: string,
   ) => NativeGuestMapping;
   EventFd: new (initval: number, nonblocking: boolean, semaphore: boolean) => NativeEventFd;
+  Poller: new () => NativePoller;
+  hostIo: NativeHostIo;
   /** sizeof() of the kernel structs this build was compiled against. */
   structSizes: Readonly<Record<string, number>>;
 }
