@@ -5,8 +5,11 @@
 #include "addon_data.h"
 #include "event_fd.h"
 #include "guest_mapping.h"
+#include "host_io.h"
 #include "kvm_system.h"
+#include "poller.h"
 #include "vcpu_fd.h"
+#include "vcpu_thread.h"
 #include "vm_fd.h"
 
 namespace nodekvm {
@@ -41,6 +44,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("VcpuFd", vcpu);
   exports.Set("GuestMapping", mapping);
   exports.Set("EventFd", EventFd::Init(env));
+  exports.Set("Poller", Poller::Init(env));
+  exports.Set("VcpuThread", VcpuThread::Init(env));
+  exports.Set("hostIo", HostIo(env));
   exports.Set("structSizes", StructSizes(env));
   return exports;
 }

@@ -155,6 +155,24 @@ export interface NativePoller {
   close(): void;
 }
 
+/** Runs KVM_RUN for one vCPU on a native thread; parks on each exit and signals notifyEventFd. */
+export interface NativeVcpuThread {
+  /** 0 idle, 1 running, 2 exited (waiting for resume), 3 paused, 4 stopped */
+  readonly state: number;
+  /** Last exit reason, or -errno when KVM_RUN failed. */
+  readonly lastExit: number;
+  /** Exits handed to the VMM so far. */
+  readonly exits: number;
+  start(): void;
+  /** After an exit was handled through the kvm_run page: enter the guest again. */
+  resume(): void;
+  /** Kick the vCPU out and park it (the eventfd fires once parked). */
+  pause(): void;
+  unpause(): void;
+  /** Leave the guest for good and join the thread. */
+  stop(): void;
+}
+
 export interface NativeBinding {
   KvmSystem: new (path: string) => NativeKvmSystem;
   GuestMapping: new (
@@ -167,6 +185,7 @@ export interface NativeBinding {
   ) => NativeGuestMapping;
   EventFd: new (initval: number, nonblocking: boolean, semaphore: boolean) => NativeEventFd;
   Poller: new () => NativePoller;
+  VcpuThread: new (vcpu: NativeVcpuFd, notifyEventFd: number) => NativeVcpuThread;
   hostIo: NativeHostIo;
   /** sizeof() of the kernel structs this build was compiled against. */
   structSizes: Readonly<Record<string, number>>;

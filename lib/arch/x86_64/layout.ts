@@ -8,10 +8,12 @@ export const MiB = 1024 * KiB;
 export const GiB = 1024 * MiB;
 
 // --- Low memory (below 1 MiB) ------------------------------------------------------------------------------
-/** Boot GDT for protected/long-mode entry (4 descriptors: null, code, data, TSS). */
+/** Boot GDT for protected/long-mode entry (8 descriptors; selectors in lib/arch/x86_64/gdt.ts). */
 export const BOOT_GDT = 0x500;
 /** Empty IDT loaded at entry (interrupts stay disabled until the guest installs its own). */
-export const BOOT_IDT = 0x520;
+export const BOOT_IDT = 0x540;
+/** 64-bit TSS referenced by the boot GDT (104 bytes; RSP0 for CPL3 payloads). */
+export const BOOT_TSS = 0x580;
 /** Real-mode payloads are loaded and entered here (CS=0, IP=0x1000); they may extend to ZERO_PAGE. */
 export const REAL_MODE_PAYLOAD = 0x1000;
 /** Linux boot_params ("zero page"). */
