@@ -65,7 +65,9 @@ export class GuestMemory {
     list.sort((a, b) => a.gpa - b.gpa);
     for (let i = 1; i < list.length; i++) {
       if (list[i].gpa < list[i - 1].end) {
-        throw new RangeError(`regions at 0x${list[i - 1].gpa.toString(16)} and 0x${list[i].gpa.toString(16)} overlap`);
+        throw new RangeError(
+          `regions at 0x${list[i - 1].gpa.toString(16)} and 0x${list[i].gpa.toString(16)} overlap`,
+        );
       }
     }
     this.list = list;

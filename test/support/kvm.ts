@@ -1,0 +1,30 @@
+/**
+ * Test gate for real-KVM tests: they run whenever /dev/kvm can be opened and skip, with the reason printed,
+ * only when it cannot.
+ */
+import { describe } from 'vitest';
+import { Kvm } from '../../lib/kvm/kvm.js';
+
+function probe(): string | undefined {
+  try {
+    Kvm.open().close();
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+export const kvmUnusableReason = probe();
+
+if (kvmUnusableReason !== undefined) {
+  console.warn(`[node-kvm] skipping KVM tests: ${kvmUnusableReason}`);
+}
+
+/** describe() that skips (printing why) when /dev/kvm is unusable. */
+export const describeKvm = kvmUnusableReason === undefined ? describe : describe.skip;
+
+/** Open file descriptors of this process. */
+export async function openFdCount(): Promise<number> {
+  const { readdirSync } = await import('node:fs');
+  return readdirSync('/proc/self/fd').length;
+}
