@@ -12,8 +12,11 @@ export const GiB = 1024 * MiB;
 export const BOOT_GDT = 0x500;
 /** Empty IDT loaded at entry (interrupts stay disabled until the guest installs its own). */
 export const BOOT_IDT = 0x540;
-/** 64-bit TSS referenced by the boot GDT (104 bytes; RSP0 for CPL3 payloads). */
-export const BOOT_TSS = 0x580;
+/**
+ * 64-bit TSS referenced by the boot GDT: 104 bytes (RSP0 for CPL3 payloads) followed by an all-zero I/O
+ * permission bitmap, so CPL3 payloads may use every port even where IOPL is not honoured (PVM).
+ */
+export const BOOT_TSS = 0x1_0000;
 /** Real-mode payloads are loaded and entered here (CS=0, IP=0x1000); they may extend to ZERO_PAGE. */
 export const REAL_MODE_PAYLOAD = 0x1000;
 /** Linux boot_params ("zero page"). */

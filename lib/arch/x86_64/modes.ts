@@ -41,7 +41,10 @@ export const RFLAGS_RESERVED = 0x2n;
 /** IOPL = 3: CPL3 code may use in/out directly. */
 export const RFLAGS_IOPL3 = 0x3000n;
 
+/** TSS proper (104 bytes), then one permission bit per port (8 KiB), then the 0xff terminator byte. */
 const TSS_SIZE = 104;
+const IO_BITMAP_SIZE = 0x1_0000 / 8;
+const TSS_TOTAL = TSS_SIZE + IO_BITMAP_SIZE + 1;
 
 export interface CpuSetup {
   sregs: Sregs;
@@ -79,12 +82,13 @@ export function setupRealMode(current: Sregs, o: EntryOptions): CpuSetup {
 }
 
 function gdtAndTss(long: boolean): MemoryWrite[] {
-  const tss = new Uint8Array(TSS_SIZE);
+  const tss = new Uint8Array(TSS_TOTAL);
   const v = new DataView(tss.buffer);
   v.setBigUint64(4, BigInt(BOOT_STACK_TOP), true); // RSP0: stack for interrupts taken at CPL3
-  v.setUint16(102, TSS_SIZE, true); // I/O map base beyond the limit: no bitmap, IOPL decides
+  v.setUint16(102, TSS_SIZE, true); // the I/O bitmap follows the TSS; all zero = every port allowed
+  tss[TSS_TOTAL - 1] = 0xff;
   return [
-    { gpa: BOOT_GDT, data: buildGdt(long, BOOT_TSS, TSS_SIZE - 1) },
+    { gpa: BOOT_GDT, data: buildGdt(long, BOOT_TSS, TSS_TOTAL - 1) },
     { gpa: BOOT_TSS, data: tss },
   ];
 }
@@ -92,7 +96,7 @@ function gdtAndTss(long: boolean): MemoryWrite[] {
 function tssSegment() {
   return {
     base: BigInt(BOOT_TSS),
-    limit: TSS_SIZE - 1,
+    limit: TSS_TOTAL - 1,
     selector: SELECTOR_TSS,
     type: TYPE_TSS_BUSY,
     present: 1,
