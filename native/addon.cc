@@ -1,11 +1,11 @@
 // node-kvm native addon: one class per fd kind, plus struct sizes the TypeScript layer checks itself against.
-#include "kvm_abi.h"
 #include <napi.h>
 
 #include "addon_data.h"
 #include "event_fd.h"
 #include "guest_mapping.h"
 #include "host_io.h"
+#include "kvm_abi.h"
 #include "kvm_system.h"
 #include "poller.h"
 #include "vcpu_fd.h"

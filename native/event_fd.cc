@@ -39,7 +39,9 @@ int EventFd::CheckedFd(Napi::Env env) {
 
 Napi::Value EventFd::Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
 
-Napi::Value EventFd::Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), fd_ < 0); }
+Napi::Value EventFd::Closed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), fd_ < 0);
+}
 
 // read() → the counter (then reset to 0), or 0 when nonblocking and nothing was signalled.
 Napi::Value EventFd::Read(const Napi::CallbackInfo& info) {

@@ -109,8 +109,8 @@ GuestMapping::GuestMapping(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Gu
 
   auto* hint = new std::shared_ptr<MappingState>(state_);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-      env, state_->addr, state_->size,
-      [](Napi::Env, void*, std::shared_ptr<MappingState>* h) { delete h; }, hint);
+      env, state_->addr, state_->size, [](Napi::Env, void*, std::shared_ptr<MappingState>* h) { delete h; },
+      hint);
   buffer_ = Napi::Persistent(ab);
 }
 
@@ -139,7 +139,9 @@ Napi::Value GuestMapping::Fd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), closed_ || !state_ ? -1 : state_->memfd);
 }
 
-Napi::Value GuestMapping::Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed_); }
+Napi::Value GuestMapping::Closed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), closed_);
+}
 
 Napi::Value GuestMapping::SlotRefs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), state_ ? state_->slot_refs.load() : 0);
@@ -153,7 +155,8 @@ Napi::Value GuestMapping::Madvise(const Napi::CallbackInfo& info) {
   uint64_t length = ArgU64(info, 1, "length");
   int32_t advice = ArgI32(info, 2, "advice");
   if (offset % kPage != 0 || length % kPage != 0) ThrowRange(env, "offset and length must be page-aligned");
-  if (offset > state_->size || length > state_->size - offset) ThrowRange(env, "range is outside the mapping");
+  if (offset > state_->size || length > state_->size - offset)
+    ThrowRange(env, "range is outside the mapping");
   if (madvise(state_->addr + offset, length, advice) < 0) ThrowErrno(env, "madvise", errno);
   return env.Undefined();
 }
@@ -162,7 +165,8 @@ Napi::Value GuestMapping::Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (closed_) return env.Undefined();
   if (state_->slot_refs.load() > 0) {
-    Napi::Error e = Napi::Error::New(env, "GuestMapping is still used by a KVM memory slot; delete the slot or close the VM first");
+    Napi::Error e = Napi::Error::New(
+        env, "GuestMapping is still used by a KVM memory slot; delete the slot or close the VM first");
     e.Set("code", Napi::String::New(env, "ERR_KVM_MAPPING_IN_USE"));
     throw e;
   }

@@ -1,5 +1,7 @@
 // Raw-fd host I/O for device backends (block files, tap, Unix sockets). Data-path calls return a byte count
 // or a negative errno instead of throwing, so a device can turn host errors into guest-visible status codes.
+#include "host_io.h"
+
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
@@ -12,10 +14,8 @@
 #include <cstring>
 
 #include "common.h"
-#include "host_io.h"
 
 namespace nodekvm {
-
 
 template <typename F>
 static ssize_t NoEintr(F f) {
@@ -29,7 +29,8 @@ static ssize_t NoEintr(F f) {
 static Napi::Value Read(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0, "fd");
   Bytes b = ArgBytes(info, 1, "buf");
-  return Napi::Number::New(info.Env(), static_cast<double>(NoEintr([&] { return read(fd, b.data, b.length); })));
+  return Napi::Number::New(info.Env(),
+                           static_cast<double>(NoEintr([&] { return read(fd, b.data, b.length); })));
 }
 
 static Napi::Value Write(const Napi::CallbackInfo& info) {
@@ -45,7 +46,8 @@ static Napi::Value Pread(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0, "fd");
   Bytes b = ArgBytes(info, 1, "buf");
   off_t pos = static_cast<off_t>(ArgU64(info, 2, "position"));
-  return Napi::Number::New(info.Env(), static_cast<double>(NoEintr([&] { return pread(fd, b.data, b.length, pos); })));
+  return Napi::Number::New(info.Env(),
+                           static_cast<double>(NoEintr([&] { return pread(fd, b.data, b.length, pos); })));
 }
 
 static Napi::Value Pwrite(const Napi::CallbackInfo& info) {
@@ -158,8 +160,9 @@ static Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
 
 static Napi::Value Accept(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0, "fd");
-  return Napi::Number::New(
-      info.Env(), static_cast<double>(NoEintr([&] { return accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC); })));
+  return Napi::Number::New(info.Env(), static_cast<double>(NoEintr([&] {
+                             return accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                           })));
 }
 
 static Napi::Value Shutdown(const Napi::CallbackInfo& info) {

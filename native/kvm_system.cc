@@ -1,7 +1,6 @@
 #include "kvm_system.h"
 
 #include <fcntl.h>
-#include "kvm_abi.h"
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -9,6 +8,7 @@
 
 #include "addon_data.h"
 #include "common.h"
+#include "kvm_abi.h"
 
 namespace nodekvm {
 
@@ -45,7 +45,9 @@ int KvmSystem::CheckedFd(Napi::Env env) {
 
 Napi::Value KvmSystem::Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
 
-Napi::Value KvmSystem::Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), fd_ < 0); }
+Napi::Value KvmSystem::Closed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), fd_ < 0);
+}
 
 // KVM_GET_API_VERSION
 Napi::Value KvmSystem::ApiVersion(const Napi::CallbackInfo& info) {
@@ -98,7 +100,8 @@ Napi::Value KvmSystem::MsrIndexList(const Napi::CallbackInfo& info) {
   std::vector<uint32_t> buf(1 + probe.nmsrs, 0);
   auto* list = reinterpret_cast<kvm_msr_list*>(buf.data());
   list->nmsrs = probe.nmsrs;
-  if (IoctlRetry(fd, KVM_GET_MSR_INDEX_LIST, list) < 0) ThrowErrno(info.Env(), "KVM_GET_MSR_INDEX_LIST", errno);
+  if (IoctlRetry(fd, KVM_GET_MSR_INDEX_LIST, list) < 0)
+    ThrowErrno(info.Env(), "KVM_GET_MSR_INDEX_LIST", errno);
   Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), list->nmsrs);
   for (uint32_t i = 0; i < list->nmsrs; i++) out[i] = list->indices[i];
   return out;
@@ -115,7 +118,8 @@ Napi::Value KvmSystem::CreateVm(const Napi::CallbackInfo& info) {
   if (vmfd < 0) ThrowErrno(env, "KVM_CREATE_VM", errno);
   // KVM creates VM and vCPU fds with O_CLOEXEC already.
   Napi::External<void> token = Napi::External<void>::New(env, nullptr);
-  return GetAddonData(env).vm_fd.New({token, Napi::Number::New(env, vmfd), Napi::Number::New(env, mmap_size)});
+  return GetAddonData(env).vm_fd.New(
+      {token, Napi::Number::New(env, vmfd), Napi::Number::New(env, mmap_size)});
 }
 
 Napi::Value KvmSystem::Close(const Napi::CallbackInfo& info) {

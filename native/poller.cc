@@ -42,12 +42,15 @@ static Napi::Value Ctl(const Napi::CallbackInfo& info, int epfd, int op) {
     ev.events = ArgU32(info, 1, "events");
     ev.data.u64 = static_cast<uint32_t>(ArgI32(info, 2, "tag"));
   }
-  if (epoll_ctl(epfd, op, fd, &ev) < 0) ThrowErrno(info.Env(), "epoll_ctl", errno, "fd " + std::to_string(fd));
+  if (epoll_ctl(epfd, op, fd, &ev) < 0)
+    ThrowErrno(info.Env(), "epoll_ctl", errno, "fd " + std::to_string(fd));
   return info.Env().Undefined();
 }
 
 // add(fd, events, tag)
-Napi::Value Poller::Add(const Napi::CallbackInfo& info) { return Ctl(info, CheckedFd(info.Env()), EPOLL_CTL_ADD); }
+Napi::Value Poller::Add(const Napi::CallbackInfo& info) {
+  return Ctl(info, CheckedFd(info.Env()), EPOLL_CTL_ADD);
+}
 // modify(fd, events, tag)
 Napi::Value Poller::Modify(const Napi::CallbackInfo& info) {
   return Ctl(info, CheckedFd(info.Env()), EPOLL_CTL_MOD);

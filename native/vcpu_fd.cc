@@ -181,7 +181,8 @@ Napi::Value VcpuFd::SetGuestDebug(const Napi::CallbackInfo& info) {
 }
 
 // Variable-length structs (kvm_msrs, kvm_cpuid2): an 8-byte header with a count, then count entries.
-static uint32_t CheckCounted(const Napi::CallbackInfo& info, const Bytes& b, size_t entry_size, const char* name) {
+static uint32_t CheckCounted(const Napi::CallbackInfo& info, const Bytes& b, size_t entry_size,
+                             const char* name) {
   if (b.length < 8) ThrowRange(info.Env(), std::string(name) + " buffer is shorter than its 8-byte header");
   uint32_t count;
   memcpy(&count, b.data, sizeof count);

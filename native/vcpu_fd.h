@@ -1,12 +1,13 @@
 // A vCPU fd: KVM_RUN, the mmapped kvm_run page, and register/state ioctls.
 #pragma once
 
-#include "kvm_abi.h"
 #include <napi.h>
 #include <pthread.h>
 
 #include <atomic>
 #include <memory>
+
+#include "kvm_abi.h"
 
 namespace nodekvm {
 

@@ -1,11 +1,11 @@
 #include "vm_fd.h"
 
-#include "kvm_abi.h"
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "addon_data.h"
 #include "common.h"
+#include "kvm_abi.h"
 
 namespace nodekvm {
 
@@ -224,8 +224,8 @@ Napi::Value VmFd::CreateVcpu(const Napi::CallbackInfo& info) {
   int vcpufd = IoctlRetry(fd, KVM_CREATE_VCPU, reinterpret_cast<void*>(static_cast<uintptr_t>(id)));
   if (vcpufd < 0) ThrowErrno(env, "KVM_CREATE_VCPU", errno, "vcpu " + std::to_string(id));
   Napi::External<void> token = Napi::External<void>::New(env, nullptr);
-  return GetAddonData(env).vcpu_fd.New({token, Napi::Number::New(env, vcpufd), Napi::Number::New(env, vcpu_mmap_size_),
-                                        Napi::Number::New(env, id)});
+  return GetAddonData(env).vcpu_fd.New({token, Napi::Number::New(env, vcpufd),
+                                        Napi::Number::New(env, vcpu_mmap_size_), Napi::Number::New(env, id)});
 }
 
 Napi::Value VmFd::Close(const Napi::CallbackInfo& info) {
