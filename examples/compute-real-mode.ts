@@ -27,7 +27,13 @@ export function computeRealMode(): ComputeResult {
     const stop = vm.run({ maxExits: 10 });
     const regs = vm.vcpu.getRegs();
     const table = Array.from({ length: 16 }, (_, i) => vm.memory.u16(RESULT_ADDRESS + 2 * i));
-    return { stop, ax: Number(regs.rax & 0xffffn), bx: Number(regs.rbx & 0xffffn), cx: Number(regs.rcx & 0xffffn), table };
+    return {
+      stop,
+      ax: Number(regs.rax & 0xffffn),
+      bx: Number(regs.rbx & 0xffffn),
+      cx: Number(regs.rcx & 0xffffn),
+      table,
+    };
   } finally {
     vm.close();
   }

@@ -25,7 +25,8 @@ export class CounterEchoDevice implements BusDevice {
 
   read(offset: number, data: Uint8Array): void {
     if (offset === 0) writeData(data, this.counter++ & 0xffff);
-    else if (offset === 1) writeData(data, this.inputPos < this.input.length ? this.input[this.inputPos++] : 0);
+    else if (offset === 1)
+      writeData(data, this.inputPos < this.input.length ? this.input[this.inputPos++] : 0);
     else data.fill(0);
   }
 

@@ -11,9 +11,13 @@ import { loadPayload } from './lib/payloads.js';
 /** hello-long.S writes its marker here (the second 2 MiB page). */
 export const MARKER_ADDRESS = 0x20_0000;
 
-export function helloLongMode(
-  options: { hugepages?: 'none' | 'thp' | 'hugetlb' | 'auto' } = {},
-): { output: string; stop: StopReason; rax: bigint; marker: bigint; backing: string } {
+export function helloLongMode(options: { hugepages?: 'none' | 'thp' | 'hugetlb' | 'auto' } = {}): {
+  output: string;
+  stop: StopReason;
+  rax: bigint;
+  marker: bigint;
+  backing: string;
+} {
   const vm = TinyVm.create({ memorySize: 4 * 1024 * 1024, hugepages: options.hugepages });
   try {
     vm.load(HIMEM_START, loadPayload('hello-long'));
@@ -34,5 +38,7 @@ export function helloLongMode(
 if (isMain(import.meta.url)) {
   const r = helloLongMode();
   process.stdout.write(r.output);
-  console.log(`stop: ${r.stop.reason}; RAX = 0x${r.rax.toString(16)}; memory[0x200000] = 0x${r.marker.toString(16)}`);
+  console.log(
+    `stop: ${r.stop.reason}; RAX = 0x${r.rax.toString(16)}; memory[0x200000] = 0x${r.marker.toString(16)}`,
+  );
 }

@@ -23,7 +23,9 @@ export function helloRealMode(onConsole?: (text: string) => void): { output: str
 if (isMain(import.meta.url)) {
   const { stop } = helloRealMode((text) => process.stdout.write(text));
   if (stop.reason !== 'hlt') {
-    console.error(`guest stopped unexpectedly: ${JSON.stringify(stop, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`);
+    console.error(
+      `guest stopped unexpectedly: ${JSON.stringify(stop, (_k, v) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v))}`,
+    );
     process.exitCode = 1;
   }
 }

@@ -93,7 +93,12 @@ export class TinyVm {
   /** Runs until HLT, a debug exit, an error or the exit budget; see runLoop(). */
   run(options: { maxExits?: number } = {}): StopReason {
     this.control.clear();
-    return runLoop(this.vcpu, { pio: this.pio, mmio: this.mmio, control: this.control, maxExits: options.maxExits });
+    return runLoop(this.vcpu, {
+      pio: this.pio,
+      mmio: this.mmio,
+      control: this.control,
+      maxExits: options.maxExits,
+    });
   }
 
   /** Everything the guest wrote to the debug console so far. */

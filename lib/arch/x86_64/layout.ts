@@ -109,3 +109,12 @@ export function virtioGsi(n: number): number {
   virtioMmioBase(n);
   return VIRTIO_GSI_BASE + n;
 }
+
+/** Guest RAM of `size` bytes as guest-physical regions: below the MMIO gap, then the rest from 4 GiB. */
+export function ramRegions(size: number): { gpa: number; size: number }[] {
+  if (!Number.isSafeInteger(size) || size <= 0) throw new RangeError('RAM size must be a positive integer');
+  const low = Math.min(size, MMIO_GAP_START);
+  const regions = [{ gpa: 0, size: low }];
+  if (size > low) regions.push({ gpa: MMIO_GAP_END, size: size - low });
+  return regions;
+}

@@ -1,0 +1,207 @@
+/**
+ * The VM thread's event loop: one epoll wait over vCPU exit notifications, ioeventfds, backend fds and the
+ * control eventfd. vCPUs run KVM_RUN on their own native threads; an exit that needs a device parks its
+ * thread, and this loop handles it through the vCPU's kvm_run page and releases it.
+ */
+import type { MmioBus, PioBus } from '../bus/bus.js';
+import { VcpuThreadState } from '../kvm/constants.js';
+import type { Vcpu } from '../kvm/vcpu.js';
+import { native, type NativeEventFd, type NativePoller, type NativeVcpuThread } from '../native/binding.js';
+import { dispatchDeviceExit, stopReasonForExit } from './run-loop.js';
+import { VmControl, type StopReason } from './stop.js';
+
+/** epoll event bits. */
+export const POLL_IN = 0x1;
+export const POLL_OUT = 0x4;
+export const POLL_ERR = 0x8;
+export const POLL_HUP = 0x10;
+export const POLL_RDHUP = 0x2000;
+
+/** How devices and backends ask the VM thread to watch an fd. */
+export interface FdWatcher {
+  watch(fd: number, events: number, onEvent: (events: number) => void): void;
+  unwatch(fd: number): void;
+}
+
+interface VcpuRunner {
+  vcpu: Vcpu;
+  thread: NativeVcpuThread;
+  notify: NativeEventFd;
+  paused: boolean;
+}
+
+interface Timer {
+  at: number;
+  fn: () => void;
+}
+
+export interface VmLoopOptions {
+  pio: PioBus;
+  mmio: MmioBus;
+  control: VmControl;
+  /** Return 'hlt' when a vCPU exits on HLT (only happens without an in-kernel irqchip). */
+  stopOnHlt: boolean;
+}
+
+export class VmLoop implements FdWatcher {
+  private readonly poller: NativePoller = new (native().Poller)();
+  private readonly events = new Int32Array(128);
+  private readonly handlers = new Map<number, (events: number) => void>();
+  private readonly tagOfFd = new Map<number, number>();
+  private readonly runners: VcpuRunner[] = [];
+  private readonly timers: Timer[] = [];
+  private nextTag = 1;
+  private pauseWaiters: (() => void)[] = [];
+  /** Exits handled by this loop (all vCPUs). */
+  exits = 0;
+
+  constructor(private readonly o: VmLoopOptions) {}
+
+  watch(fd: number, events: number, onEvent: (events: number) => void): void {
+    const existing = this.tagOfFd.get(fd);
+    if (existing !== undefined) {
+      this.handlers.set(existing, onEvent);
+      this.poller.modify(fd, events, existing);
+      return;
+    }
+    const tag = this.nextTag++;
+    this.poller.add(fd, events, tag);
+    this.tagOfFd.set(fd, tag);
+    this.handlers.set(tag, onEvent);
+  }
+
+  unwatch(fd: number): void {
+    const tag = this.tagOfFd.get(fd);
+    if (tag === undefined) return;
+    this.tagOfFd.delete(fd);
+    this.handlers.delete(tag);
+    try {
+      this.poller.remove(fd);
+    } catch {
+      // Already closed: epoll dropped it by itself.
+    }
+  }
+
+  /** Runs fn after ms milliseconds on the VM thread. */
+  setTimer(ms: number, fn: () => void): void {
+    this.timers.push({ at: performance.now() + ms, fn });
+    this.timers.sort((a, b) => a.at - b.at);
+  }
+
+  /** Hands a vCPU to a native thread; it starts running when run() begins. */
+  addVcpu(vcpu: Vcpu): void {
+    const notify = new (native().EventFd)(0, true, false);
+    const thread = new (native().VcpuThread)(vcpu.nativeHandle, notify.fd);
+    const runner: VcpuRunner = { vcpu, thread, notify, paused: false };
+    this.runners.push(runner);
+    this.watch(notify.fd, POLL_IN, () => this.onVcpuNotify(runner));
+  }
+
+  private onVcpuNotify(r: VcpuRunner): void {
+    r.notify.read();
+    const state = r.thread.state;
+    if (state === VcpuThreadState.PAUSED) {
+      r.paused = true;
+      if (this.runners.every((x) => x.paused)) {
+        for (const w of this.pauseWaiters.splice(0)) w();
+      }
+      return;
+    }
+    if (state !== VcpuThreadState.EXITED) return;
+    const code = r.thread.lastExit;
+    this.exits++;
+    if (code < 0) {
+      this.o.control.requestStop({
+        reason: 'error',
+        kind: 'kvm_run',
+        message: `KVM_RUN failed with errno ${-code}`,
+      });
+      return;
+    }
+    const exit = r.vcpu.decodeExit(code);
+    try {
+      if (!dispatchDeviceExit(exit, this.o.pio, this.o.mmio)) {
+        const stop = stopReasonForExit(exit, r.vcpu, this.o.stopOnHlt);
+        if (stop !== undefined) {
+          this.o.control.requestStop(stop);
+          return;
+        }
+      }
+    } catch (e) {
+      this.o.control.requestStop({
+        reason: 'error',
+        kind: 'vmm',
+        message: `device fault: ${(e as Error).message}`,
+      });
+      return;
+    }
+    if (this.o.control.stopRequested === undefined) r.thread.resume();
+  }
+
+  /** Parks every vCPU; calls done once all are parked. */
+  pause(done: () => void): void {
+    this.pauseWaiters.push(done);
+    for (const r of this.runners) r.thread.pause();
+  }
+
+  resume(): void {
+    for (const r of this.runners) {
+      r.paused = false;
+      r.thread.unpause();
+    }
+  }
+
+  get vcpuExits(): number {
+    return this.runners.reduce((a, r) => a + r.thread.exits, 0);
+  }
+
+  /** Starts the vCPUs and serves events until a stop is requested; returns why. */
+  run(): StopReason {
+    for (const r of this.runners) r.thread.start();
+    const control = this.o.control;
+    for (;;) {
+      const stop = control.stopRequested;
+      if (stop !== undefined) return stop;
+      let timeout = -1;
+      if (this.timers.length > 0) timeout = Math.max(0, Math.ceil(this.timers[0].at - performance.now()));
+      const n = this.poller.wait(this.events, timeout);
+      for (let i = 0; i < n; i++) {
+        const handler = this.handlers.get(this.events[2 * i]);
+        if (handler === undefined) continue;
+        try {
+          handler(this.events[2 * i + 1]);
+        } catch (e) {
+          control.requestStop({
+            reason: 'error',
+            kind: 'vmm',
+            message: `event handler fault: ${(e as Error).message}`,
+          });
+        }
+      }
+      const now = performance.now();
+      while (this.timers.length > 0 && this.timers[0].at <= now) {
+        const t = this.timers.shift()!;
+        try {
+          t.fn();
+        } catch (e) {
+          control.requestStop({
+            reason: 'error',
+            kind: 'vmm',
+            message: `timer fault: ${(e as Error).message}`,
+          });
+        }
+      }
+    }
+  }
+
+  /** Stops and joins every vCPU thread and releases the loop's fds. Idempotent. */
+  close(): void {
+    for (const r of this.runners) {
+      r.thread.stop();
+      this.unwatch(r.notify.fd);
+      r.notify.close();
+    }
+    this.runners.length = 0;
+    this.poller.close();
+  }
+}
