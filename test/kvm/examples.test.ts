@@ -6,9 +6,16 @@ import { deviceEcho } from '../../examples/device-echo.js';
 import { helloLongMode } from '../../examples/hello-long-mode.js';
 import { helloProtectedMode } from '../../examples/hello-protected-mode.js';
 import { helloRealMode } from '../../examples/hello-real-mode.js';
+import { readmeExample } from '../../examples/readme-example.js';
 import { describeKvm } from '../support/kvm.js';
 
 describeKvm('examples', () => {
+  it("the README's example runs as printed", () => {
+    let out = '';
+    readmeExample((s) => (out += s));
+    expect(out).toBe('K');
+  });
+
   it('hello-real-mode prints its greeting and halts', () => {
     const r = helloRealMode();
     expect(r.output).toBe('Hello from real mode!\n');

@@ -1,0 +1,20 @@
+/** node-kvm: drive Linux KVM from Node.js. */
+export * from './kvm/index.js';
+export * from './memory/index.js';
+export * as layout from './arch/x86_64/layout.js';
+export * from './arch/x86_64/modes.js';
+export { buildCpuid } from './arch/x86_64/cpuid.js';
+export { bootMsrs } from './arch/x86_64/msrs.js';
+export { identityMapTables } from './arch/x86_64/paging.js';
+export * from './bus/bus.js';
+export * from './devices/irq.js';
+export { DebugConsole } from './devices/debug-console.js';
+export { DebugExitPort } from './devices/debug-exit.js';
+export { applyCpuSetup } from './vmm/cpu-setup.js';
+export { runLoop, dispatchDeviceExit, type RunLoopOptions } from './vmm/run-loop.js';
+export { VmControl, formatStopReason, type StopReason } from './vmm/stop.js';
+export { TinyVm, type TinyVmOptions } from './vmm/tiny-vm.js';
+export { MicroVm } from './vmm/micro-vm.js';
+export type { MicroVmConfig, BootConfig, DiskConfig, NetConfig, VsockConfig } from './vmm/config.js';
+export { NetChannel, NetChannelPeer } from './vmm/net-channel.js';
+export { checkHost, type HostReport } from './vmm/host-check.js';
