@@ -1,5 +1,5 @@
 /** `node-kvm check [--json] [--no-speed] [--device PATH]`: can this host run KVM, and how well. */
-import { checkHost, type HostReport } from '../vmm/host-check.js';
+import { checkHost, formatRate, type HostReport } from '../vmm/host-check.js';
 
 function yesNo(b: boolean): string {
   return b ? 'yes' : 'no';
@@ -40,7 +40,7 @@ export function formatReport(r: HostReport): string {
     lines.push('Measured guest speed');
     const fmt = (m?: { instructionsPerSecond: number; iterations: number; seconds: number }) =>
       m
-        ? `${(m.instructionsPerSecond / 1e6).toFixed(1)} M instr/s (${m.iterations} iterations in ${m.seconds.toFixed(3)} s)`
+        ? `${formatRate(m.instructionsPerSecond)} (${m.iterations} iterations in ${m.seconds.toFixed(3)} s)`
         : 'n/a';
     row('CPL0 (real mode loop)', fmt(r.speed.cpl0));
     row('CPL3 (64-bit user loop)', fmt(r.speed.cpl3));

@@ -177,7 +177,7 @@ function measure(
   }
 }
 
-function formatRate(ips: number): string {
+export function formatRate(ips: number): string {
   return ips >= 1e9 ? `${(ips / 1e9).toFixed(1)} G instr/s` : `${(ips / 1e6).toFixed(1)} M instr/s`;
 }
 
