@@ -143,6 +143,8 @@ export class VirtioMmioTransport implements BusDevice, VirtioDeviceContext {
   private queueSel = 0;
   private configGeneration = 0;
   private readonly level: boolean;
+  /** Queues whose QueueReady=1 was refused: a driver that goes on to DRIVER_OK anyway gets NEEDS_RESET. */
+  private readonly refusedQueues = new Map<number, string>();
 
   constructor(
     readonly device: VirtioDevice,
@@ -499,8 +501,10 @@ export class VirtioMmioTransport implements BusDevice, VirtioDeviceContext {
       // Refused: QueueReady reads back 0, which is how the driver learns (§4.2.3.2 reads it back).
       this.stats.rejectedQueues++;
       this.lastError = problem;
+      this.refusedQueues.set(q.index, problem);
       return;
     }
+    this.refusedQueues.delete(q.index);
     q.ready = true;
     // Re-enabled after a queue reset while running: pick up what the driver already queued.
     if (this.active) this.notifyQueue(q.index);
@@ -513,6 +517,7 @@ export class VirtioMmioTransport implements BusDevice, VirtioDeviceContext {
       return;
     }
     q.reset();
+    this.refusedQueues.delete(q.index);
     this.callDevice('queue reset', () => this.device.queueReset?.(q.index));
   }
 
@@ -562,6 +567,11 @@ export class VirtioMmioTransport implements BusDevice, VirtioDeviceContext {
   }
 
   private driverOk(): void {
+    for (const problem of this.refusedQueues.values()) {
+      // Linux does not read QueueReady back; tell it the device cannot run this way.
+      this.needsReset(problem);
+      return;
+    }
     for (const q of this.queues) {
       if (!q.ready) continue;
       const problem = q.validate();
@@ -582,6 +592,7 @@ export class VirtioMmioTransport implements BusDevice, VirtioDeviceContext {
     this.deviceFeaturesSel = 0;
     this.driverFeaturesSel = 0;
     this.queueSel = 0;
+    this.refusedQueues.clear();
     for (const q of this.queues) q.reset();
     this.callDevice('reset', () => this.device.reset());
     // callDevice may have set NEEDS_RESET on a failing reset; a fresh device starts clean regardless.

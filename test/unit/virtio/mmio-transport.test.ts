@@ -267,6 +267,17 @@ describe('queue configuration', () => {
     expect(transport.lastError).toMatch(/descriptor/);
   });
 
+  it('a driver that goes on to DRIVER_OK with a refused queue gets DEVICE_NEEDS_RESET', () => {
+    const { driver, transport, device } = negotiated();
+    driver.writeReg(MMIO_QUEUE_SEL, 0);
+    driver.writeReg(MMIO_QUEUE_NUM, 12);
+    driver.writeReg(MMIO_QUEUE_READY, 1);
+    driver.setStatus(DOK);
+    expect(driver.status).toBe(DOK | STATUS_DEVICE_NEEDS_RESET);
+    expect(transport.active).toBe(false);
+    expect(device.activations).toBe(0);
+  });
+
   it('ignores size and address writes while the queue is ready', () => {
     const { driver, transport } = negotiated();
     driver.setupQueue(0, 8);
