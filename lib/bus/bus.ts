@@ -39,7 +39,9 @@ export class Bus {
       throw new RangeError(`${this.name}: invalid range base=${base} length=${length}`);
     }
     if (base + length > this.limit) {
-      throw new RangeError(`${this.name}: range 0x${base.toString(16)}+0x${length.toString(16)} exceeds the bus`);
+      throw new RangeError(
+        `${this.name}: range 0x${base.toString(16)}+0x${length.toString(16)} exceeds the bus`,
+      );
     }
     const end = base + length;
     for (const e of this.entries) {

@@ -203,7 +203,9 @@ function addonPath(): string {
     }
   }
   throw Object.assign(
-    new Error('node-kvm native addon not found: run `npm install` (or `npm run build`) in the node-kvm package'),
+    new Error(
+      'node-kvm native addon not found: run `npm install` (or `npm run build`) in the node-kvm package',
+    ),
     { code: 'ERR_KVM_ADDON_MISSING' },
   );
 }
