@@ -50,6 +50,8 @@ export interface BuildHooks {
   onConsole(bytes: Uint8Array): void;
   /** Guest balloon statistics. */
   onBalloonStats?(stats: Record<string, number>): void;
+  /** Progress of long build steps. */
+  onProgress?(message: string): void;
 }
 
 export interface AttachedVirtio {

@@ -58,7 +58,10 @@ export interface MicroVmConfig {
   memory: { size: number; hugepages?: HugepageMode; shared?: boolean };
   vcpus?: number;
   boot: BootConfig;
-  /** In-kernel PIC/IOAPIC/LAPIC (default true). Without it HLT stops the VM. */
+  /**
+   * In-kernel PIC/IOAPIC/LAPIC. Default: on for kernels, firmware and payloads with virtio devices (their
+   * interrupts need it); off for bare payloads, so a payload's HLT stops the VM.
+   */
   irqchip?: boolean;
   /** 8250 UART on COM1 (default true). */
   serial?: boolean;
@@ -161,11 +164,12 @@ export function validateConfig(
     (c.virtioConsole ? 1 : 0);
   if (virtioCount > VIRTIO_MMIO_MAX_DEVICES)
     fail('devices', `at most ${VIRTIO_MMIO_MAX_DEVICES} virtio devices`);
+  if (c.irqchip === false && virtioCount > 0) fail('irqchip', 'virtio devices need the in-kernel irqchip');
   return {
     memory: { size: c.memory.size, hugepages: hp, shared: c.memory.shared ?? false },
     vcpus,
     boot: b,
-    irqchip: c.irqchip ?? true,
+    irqchip: c.irqchip ?? (b.kind !== 'payload' || virtioCount > 0),
     serial: c.serial ?? true,
     debugConsole: c.debugConsole ?? true,
     virtioConsole: c.virtioConsole ?? false,

@@ -12,6 +12,8 @@ export type ToVmThread =
 export type FromVmThread =
   | { type: 'started'; backing: string; vcpus: number }
   | { type: 'console'; data: Uint8Array }
+  | { type: 'progress'; message: string }
+  | { type: 'balloon-stats'; stats: Record<string, number> }
   | { type: 'paused' }
   | { type: 'resumed' }
   | { type: 'stats'; stats: VmStats }

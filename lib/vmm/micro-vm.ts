@@ -29,6 +29,8 @@ export interface MicroVmEvents {
   console: [Uint8Array];
   exit: [StopReason];
   balloonStats: [Record<string, number>];
+  /** Human-readable progress of long steps (kernel decompression, firmware setup). */
+  progress: [string];
 }
 
 export class MicroVm extends EventEmitter<MicroVmEvents> {
@@ -98,6 +100,12 @@ export class MicroVm extends EventEmitter<MicroVmEvents> {
         break;
       case 'started':
         this.backing = m.backing;
+        break;
+      case 'progress':
+        this.emit('progress', m.message);
+        break;
+      case 'balloon-stats':
+        this.emit('balloonStats', m.stats);
         break;
       case 'stats':
         this.lastStats = m.stats;

@@ -69,6 +69,8 @@ function main(): void {
   try {
     built = buildMicroVm(config, {
       onConsole: (data) => post({ type: 'console', data }),
+      onBalloonStats: (stats) => post({ type: 'balloon-stats', stats }),
+      onProgress: (message) => post({ type: 'progress', message }),
     });
   } catch (e) {
     const err = e as Error & { code?: string };

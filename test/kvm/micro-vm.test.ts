@@ -91,7 +91,7 @@ describeKvm('MicroVm (VM thread)', () => {
   });
 
   it('stops promptly with several vCPUs, including ones waiting for SIPI inside KVM', async () => {
-    const vm = new MicroVm(cpl3(SPIN, { vcpus: 2 }));
+    const vm = new MicroVm(cpl3(SPIN, { vcpus: 2, irqchip: true }));
     await vm.start();
     await vm.pause();
     await vm.resume();
