@@ -211,12 +211,19 @@ function addonPath(): string {
 }
 
 let cached: NativeBinding | undefined;
+let loadedFrom: string | undefined;
 
 /** The native addon, loaded on first use. */
 export function native(): NativeBinding {
   if (cached === undefined) {
     const require = createRequire(import.meta.url);
-    cached = require(addonPath()) as NativeBinding;
+    loadedFrom = addonPath();
+    cached = require(loadedFrom) as NativeBinding;
   }
   return cached;
+}
+
+/** Where the addon was loaded from (after the first native() call). */
+export function nativeAddonPath(): string | undefined {
+  return loadedFrom;
 }

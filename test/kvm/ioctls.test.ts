@@ -1,9 +1,10 @@
 /**
  * One test per ioctl, on a good object and on a closed one (kvm-ioctls style), plus argument and errno errors.
  */
+import { resolve } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { Cap, ExitReason, GuestDebugFlag, Kvm, MpState, type Vcpu, type Vm } from '../../lib/kvm/index.js';
-import { native, type NativeGuestMapping } from '../../lib/native/binding.js';
+import { native, nativeAddonPath, type NativeGuestMapping } from '../../lib/native/binding.js';
 import { describeKvm, openFdCount } from '../support/kvm.js';
 
 const MiB = 1024 * 1024;
@@ -15,6 +16,16 @@ function closedError(fn: () => unknown): void {
 function mapping(size = 2 * MiB): NativeGuestMapping {
   return new (native().GuestMapping)(size, false, false, false, false, 'test');
 }
+
+describeKvm('the addon under test', () => {
+  it('is the one NODE_KVM_ADDON names, when set (the cmake-js and ASan builds)', () => {
+    native();
+    const path = nativeAddonPath()!;
+    console.log(`[node-kvm] addon: ${path}`);
+    if (process.env.NODE_KVM_ADDON) expect(path).toBe(resolve(process.env.NODE_KVM_ADDON));
+    else expect(path).toMatch(/build\/Release\/node_kvm\.node$/);
+  });
+});
 
 describeKvm('KvmSystem (/dev/kvm)', () => {
   let kvm: Kvm;
