@@ -20,6 +20,7 @@ export const RUN_USAGE = `usage: node-kvm run (--kernel FILE [--initrd FILE] [--
 
 boot (one of):
   --kernel FILE         Linux bzImage or vmlinux (ELF); with --initrd FILE and --cmdline "..."
+                        --entry bzimage|elf64|pvh (elf64: decompress a bzImage on the host first)
   --firmware FILE       firmware image mapped below 4 GiB (e.g. /usr/share/seabios/bios-microvm.bin)
   --payload FILE        flat binary; --mode real|protected|long|long-cpl3 (default real),
                         --load-address ADDR (default 0x1000 real mode, else 0x100000)
@@ -87,6 +88,7 @@ export function parseRunArgs(args: string[]): MicroVmConfig {
   let kernel: string | undefined;
   let initrd: string | undefined;
   let cmdline: string | undefined;
+  let entry: 'bzimage' | 'elf64' | 'pvh' | undefined;
   let firmware: string | undefined;
   let payload: string | undefined;
   let mode: PayloadMode = 'real';
@@ -118,6 +120,12 @@ export function parseRunArgs(args: string[]): MicroVmConfig {
       case '--cmdline':
         cmdline = value();
         break;
+      case '--entry': {
+        const e = value();
+        if (!['bzimage', 'elf64', 'pvh'].includes(e)) throw new UsageError(`--entry: unknown entry '${e}'`);
+        entry = e as 'bzimage' | 'elf64' | 'pvh';
+        break;
+      }
       case '--firmware':
         firmware = readableFile(value(), flag);
         break;
@@ -187,11 +195,11 @@ export function parseRunArgs(args: string[]): MicroVmConfig {
   }
   const boots = [kernel, firmware, payload].filter((x) => x !== undefined).length;
   if (boots !== 1) throw new UsageError('give exactly one of --kernel, --firmware, --payload');
-  if (kernel === undefined && (initrd !== undefined || cmdline !== undefined)) {
-    throw new UsageError('--initrd and --cmdline need --kernel');
+  if (kernel === undefined && (initrd !== undefined || cmdline !== undefined || entry !== undefined)) {
+    throw new UsageError('--initrd, --cmdline and --entry need --kernel');
   }
   let boot: BootConfig;
-  if (kernel !== undefined) boot = { kind: 'linux', kernel, initrd, cmdline };
+  if (kernel !== undefined) boot = { kind: 'linux', kernel, initrd, cmdline, entry };
   else if (firmware !== undefined) boot = { kind: 'firmware', firmware };
   else boot = { kind: 'payload', payload: payload!, mode, loadAddress };
   return {

@@ -18,6 +18,8 @@ import {
 } from '../arch/x86_64/layout.js';
 import { setupLongMode, setupProtectedMode, setupRealMode } from '../arch/x86_64/modes.js';
 import { bootMsrs } from '../arch/x86_64/msrs.js';
+import { withLegacyLints } from '../arch/x86_64/lapic.js';
+import { buildLinuxBoot } from '../boot/linux.js';
 import { MmioBus, PioBus } from '../bus/bus.js';
 import { DebugConsole } from '../devices/debug-console.js';
 import { DebugExitPort } from '../devices/debug-exit.js';
@@ -210,6 +212,39 @@ function loadBytes(payload: Uint8Array | string): Uint8Array {
   return typeof payload === 'string' ? new Uint8Array(readFileSync(payload)) : payload;
 }
 
+function bootLinux(b: BuiltVm, boot: Extract<MicroVmConfig['boot'], { kind: 'linux' }>): void {
+  const kernel = new Uint8Array(readFileSync(boot.kernel));
+  const initrd = boot.initrd !== undefined ? new Uint8Array(readFileSync(boot.initrd)) : undefined;
+  if (boot.entry === 'elf64' || boot.entry === 'pvh')
+    b.hooks.onProgress?.('decompressing the kernel on the host');
+  const vcpu = b.vcpus[0];
+  const plan = buildLinuxBoot(
+    kernel,
+    {
+      memSize: b.config.memory.size,
+      cmdline: boot.cmdline,
+      initrd,
+      entry: boot.entry,
+      acpi: {
+        vcpus: b.config.vcpus,
+        virtio: b.virtio.map((v) => ({
+          base: virtioMmioBase(v.slot),
+          size: VIRTIO_MMIO_SIZE,
+          gsi: virtioGsi(v.slot),
+        })),
+        serial: b.config.serial,
+      },
+    },
+    vcpu.getSregs(),
+  );
+  for (const w of plan.writes) b.memory.write(w.gpa, w.data);
+  applyCpuSetup(vcpu, b.memory, plan.cpu);
+  b.hooks.onProgress?.(
+    `kernel ${plan.info.format} entered at 0x${plan.info.entry.toString(16)} (${plan.info.entryKind})` +
+      (plan.info.compression ? `, payload ${plan.info.compression}` : ''),
+  );
+}
+
 function bootPayload(b: BuiltVm, boot: Extract<MicroVmConfig['boot'], { kind: 'payload' }>): void {
   const bytes = loadBytes(boot.payload);
   const load = boot.loadAddress ?? (boot.mode === 'real' ? REAL_MODE_PAYLOAD : HIMEM_START);
@@ -253,6 +288,7 @@ export function buildMicroVm(input: MicroVmConfig, hooks: BuildHooks): BuiltVm {
       const vcpu = vm.createVcpu(id);
       vcpu.setCpuid2(buildCpuid(supported, { vcpuId: id, vcpuCount: config.vcpus }));
       vcpu.setMsrs(bootMsrs());
+      if (config.irqchip) vcpu.setLapic(withLegacyLints(vcpu.getLapic()));
       built.vcpus.push(vcpu);
     }
     if (config.debugConsole) built.attachDebugConsole();
@@ -266,6 +302,9 @@ export function buildMicroVm(input: MicroVmConfig, hooks: BuildHooks): BuiltVm {
     switch (config.boot.kind) {
       case 'payload':
         bootPayload(built, config.boot);
+        break;
+      case 'linux':
+        bootLinux(built, config.boot);
         break;
       default:
         throw new RangeError(`boot.kind '${config.boot.kind}' is not supported yet`);

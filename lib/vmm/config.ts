@@ -21,7 +21,19 @@ export type BootConfig =
       /** Initial general registers, e.g. arguments for the payload. */
       regs?: Partial<Record<RegName, number | bigint>>;
     }
-  | { kind: 'linux'; kernel: string; initrd?: string; cmdline?: string }
+  | {
+      kind: 'linux';
+      /** bzImage or ELF vmlinux. */
+      kernel: string;
+      initrd?: string;
+      cmdline?: string;
+      /**
+       * 'bzimage' (default for a bzImage): the 64-bit entry of the image as shipped. 'elf64': decompress the
+       * bzImage on the host and enter the kernel proper (saves the guest's own decompression). 'pvh': the
+       * kernel's PVH entry (32-bit).
+       */
+      entry?: 'bzimage' | 'elf64' | 'pvh';
+    }
   | { kind: 'firmware'; firmware: string };
 
 export interface DiskConfig {

@@ -52,6 +52,7 @@ describe('node-kvm run arguments', () => {
       kernel: payload,
       initrd: undefined,
       cmdline: 'console=ttyS0',
+      entry: undefined,
     });
   });
 
