@@ -19,6 +19,8 @@ export const BOOT_IDT = 0x540;
 export const BOOT_TSS = 0x1_0000;
 /** Real-mode payloads are loaded and entered here (CS=0, IP=0x1000); they may extend to ZERO_PAGE. */
 export const REAL_MODE_PAYLOAD = 0x1000;
+/** PVH hvm_start_info, then its module list and memory map, in one page (Linux PVH entry only). */
+export const PVH_START_INFO = 0x6000;
 /** Linux boot_params ("zero page"). */
 export const ZERO_PAGE = 0x7000;
 /** Initial stack top for payloads and the Linux 64-bit entry (grows down below the page tables). */
