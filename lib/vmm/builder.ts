@@ -6,7 +6,9 @@ import { readFileSync } from 'node:fs';
 import { buildCpuid } from '../arch/x86_64/cpuid.js';
 import {
   DEBUG_CONSOLE_PORT,
+  BIOS_SHADOW_END,
   DEBUG_EXIT_PORT,
+  FIRMWARE_TOP,
   HIMEM_START,
   KVM_IDENTITY_MAP_ADDR,
   KVM_TSS_ADDR,
@@ -23,6 +25,7 @@ import { buildLinuxBoot } from '../boot/linux.js';
 import { MmioBus, PioBus } from '../bus/bus.js';
 import { DebugConsole } from '../devices/debug-console.js';
 import { DebugExitPort } from '../devices/debug-exit.js';
+import { PIT_SPEAKER_DUMMY } from '../kvm/constants.js';
 import { Kvm } from '../kvm/kvm.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import type { Vm } from '../kvm/vm.js';
@@ -72,6 +75,7 @@ export class BuiltVm {
   readonly virtio: AttachedVirtio[] = [];
   readonly vcpus: Vcpu[] = [];
   private readonly cleanups: (() => void)[] = [];
+  private readonly afterVmClose: (() => void)[] = [];
   private closed = false;
 
   constructor(
@@ -89,9 +93,14 @@ export class BuiltVm {
     });
   }
 
-  /** Registers something to release on close (in reverse order). */
+  /** Registers something to release on close (in reverse order), while the VM still exists. */
   onClose(fn: () => void): void {
     this.cleanups.push(fn);
+  }
+
+  /** Registers something to release once the VM is gone (e.g. host memory a memory slot used). */
+  onVmClosed(fn: () => void): void {
+    this.afterVmClose.push(fn);
   }
 
   attachDebugConsole(): void {
@@ -203,6 +212,7 @@ export class BuiltVm {
       }
     }
     this.vm.close();
+    for (const fn of this.afterVmClose) fn();
     this.memory.close();
     this.kvm.close();
   }
@@ -245,6 +255,35 @@ function bootLinux(b: BuiltVm, boot: Extract<MicroVmConfig['boot'], { kind: 'lin
   );
 }
 
+/** KVM slot numbers for firmware: after the RAM slots (at most two: below the MMIO gap and above 4 GiB). */
+const FIRMWARE_SLOT = 8;
+const LEGACY_BIOS_WINDOW = 0x2_0000;
+
+/**
+ * Firmware (e.g. SeaBIOS): the image is mapped read-only so that it ends at 4 GiB, where the vCPU's reset vector
+ * (0xFFFFFFF0) points, and its last 128 KiB is copied into RAM at 0xE0000-0xFFFFF, the legacy BIOS window that
+ * real-mode code runs from after the first far jump.
+ */
+function bootFirmware(b: BuiltVm, boot: Extract<MicroVmConfig['boot'], { kind: 'firmware' }>): void {
+  const image = new Uint8Array(readFileSync(boot.firmware));
+  if (image.length < LEGACY_BIOS_WINDOW || image.length % 4096 !== 0 || image.length > 16 * 1024 * 1024) {
+    throw new RangeError(
+      `firmware ${boot.firmware} is ${image.length} bytes: expected a multiple of 4 KiB between 128 KiB and 16 MiB`,
+    );
+  }
+  const rom = new (native().GuestMapping)(image.length, false, false, false, false, 'node-kvm-firmware');
+  new Uint8Array(rom.buffer).set(image);
+  b.vm.setUserMemoryRegion({
+    slot: FIRMWARE_SLOT,
+    guestPhysAddr: FIRMWARE_TOP - image.length,
+    size: image.length,
+    mapping: rom,
+    readonly: true,
+  });
+  b.onVmClosed(() => rom.close());
+  b.memory.write(BIOS_SHADOW_END - LEGACY_BIOS_WINDOW, image.subarray(image.length - LEGACY_BIOS_WINDOW));
+}
+
 function bootPayload(b: BuiltVm, boot: Extract<MicroVmConfig['boot'], { kind: 'payload' }>): void {
   const bytes = loadBytes(boot.payload);
   const load = boot.loadAddress ?? (boot.mode === 'real' ? REAL_MODE_PAYLOAD : HIMEM_START);
@@ -276,6 +315,8 @@ export function buildMicroVm(input: MicroVmConfig, hooks: BuildHooks): BuiltVm {
       vm.createIrqchip();
       vm.setTssAddr(KVM_TSS_ADDR);
       vm.setIdentityMapAddr(KVM_IDENTITY_MAP_ADDR);
+      // Firmware and kernels calibrate against the i8254 PIT; bare payloads skip it (it slows VM teardown).
+      if (config.boot.kind !== 'payload') vm.createPit2(PIT_SPEAKER_DUMMY);
     }
     memory = allocateGuestMemory(ramRegions(config.memory.size), {
       hugepages: config.memory.hugepages,
@@ -306,8 +347,9 @@ export function buildMicroVm(input: MicroVmConfig, hooks: BuildHooks): BuiltVm {
       case 'linux':
         bootLinux(built, config.boot);
         break;
-      default:
-        throw new RangeError(`boot.kind '${config.boot.kind}' is not supported yet`);
+      case 'firmware':
+        bootFirmware(built, config.boot);
+        break;
     }
     for (const vcpu of built.vcpus) built.loop.addVcpu(vcpu);
     return built;
