@@ -23,6 +23,8 @@ export interface GuestAssetsManifest {
   builtinModules: string[];
   /** Kernel payload compression, as detected. */
   kernelCompression: string;
+  /** sha256 of the generated /init, so a changed recipe rebuilds the initramfs. */
+  initSha256: string;
 }
 
 export interface GuestAssets {

@@ -1,5 +1,6 @@
 /** Synthetic kernels for the boot tests: a tiny ELF64 "vmlinux" and a bzImage wrapping it. */
 import { gzipSync } from 'node:zlib';
+import { guestAssetsDir as libGuestAssetsDir } from '../../../lib/boot/initramfs/assets.js';
 import type { Sregs } from '../../../lib/kvm/structs.js';
 
 export interface FakeElfOptions {
@@ -139,11 +140,9 @@ export function fakeBzImage(o: FakeBzImageOptions = {}): Uint8Array {
   return out;
 }
 
-/** Where scripts/guest-assets.mjs caches the Debian kernel and initramfs. */
+/** Where scripts/guest-assets.mjs caches the Debian kernel and initramfs (repo-relative default). */
 export function guestAssetsDir(): string {
-  return (
-    process.env.NODE_KVM_GUEST_ASSETS ?? new URL('../../../.cache/guest-assets', import.meta.url).pathname
-  );
+  return libGuestAssetsDir(new URL('../../..', import.meta.url).pathname);
 }
 
 const seg = {

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readGuestAssets } from '../../../lib/boot/initramfs/assets.js';
 import { CpioWriter, gzip, normalizeCpioPath, writeCpio } from '../../../lib/boot/initramfs/cpio.js';
 import {
   GUEST_MODULES,
@@ -27,6 +28,7 @@ import {
   parseModulesDep,
   resolveModuleOrder,
 } from '../../../lib/boot/initramfs/modules.js';
+import { guestAssetsDir } from './fixtures.js';
 
 const CPIO = '/usr/bin/cpio';
 const haveCpio = existsSync(CPIO);
@@ -206,4 +208,44 @@ describe('guest initramfs', () => {
     const gz = buildGuestInitramfs({ busybox, modules });
     expect([gz[0], gz[1]]).toEqual([0x1f, 0x8b]);
   });
+});
+
+const assetsDir = guestAssetsDir();
+const haveAssets = existsSync(join(assetsDir, 'manifest.json'));
+if (!haveAssets)
+  console.log(`SKIP cached guest-assets checks: no ${assetsDir} (run: node scripts/guest-assets.mjs)`);
+
+describe.skipIf(!haveAssets)('cached Debian guest assets', () => {
+  it('has the virtio modules in an order their own .modinfo agrees with', () => {
+    const assets = readGuestAssets(assetsDir);
+    const names = assets.modules.map((m) => m.name);
+    for (const want of GUEST_MODULES) expect(names).toContain(want);
+    expect(names.indexOf('virtio_ring')).toBeLessThan(names.indexOf('virtio'));
+    for (const m of assets.modules) {
+      expect([...m.data.subarray(0, 4)]).toEqual([0x7f, 0x45, 0x4c, 0x46]); // uncompressed ELF .ko
+      for (const dep of modinfoDepends(m.data)) {
+        if (assets.manifest.builtinModules.includes(dep)) continue;
+        expect(names.indexOf(dep), `${dep} before ${m.name}`).toBeLessThan(names.indexOf(m.name));
+      }
+    }
+  });
+
+  it.skipIf(!haveCpio)(
+    'initramfs.cpio.gz extracts with the system cpio and can be rebuilt with a /test.sh',
+    () => {
+      const assets = readGuestAssets(assetsDir);
+      const { dir } = extract(new Uint8Array(gunzipSync(readFileSync(assets.initramfs))));
+      expect(readFileSync(join(dir, 'init'), 'utf8')).toContain(
+        `for m in ${assets.manifest.modules.join(' ')};`,
+      );
+      expect(statSync(join(dir, 'bin/busybox')).size).toBe(assets.busybox.length);
+      const custom = buildGuestCpio({
+        busybox: assets.busybox,
+        modules: assets.modules,
+        testScript: 'echo ok\n',
+      });
+      const x = extract(custom);
+      expect(readFileSync(join(x.dir, 'test.sh'), 'utf8')).toBe('echo ok\n');
+    },
+  );
 });
