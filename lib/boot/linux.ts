@@ -90,9 +90,9 @@ function lowRamEnd(memSize: number): number {
 }
 
 /**
- * Where the protected-mode part of a bzImage goes and what it occupies: at pref_address (aligned) when it
- * fits, else at HIMEM_START. A relocatable kernel loaded lower still decompresses to at least pref_address
- * (LOAD_PHYSICAL_ADDR), so the span runs to max(aligned load, pref_address) + init_size.
+ * Where the protected-mode part of a bzImage goes and what it occupies: at pref_address (HIMEM_START if the
+ * kernel names none). A relocatable kernel loaded elsewhere would still decompress to at least pref_address
+ * (its LOAD_PHYSICAL_ADDR), so the span runs to max(aligned load, pref_address) + init_size.
  */
 export function placeBzImage(
   header: SetupHeader,
@@ -100,12 +100,8 @@ export function placeBzImage(
 ): { load: number; start: number; end: number } {
   const ramEnd = lowRamEnd(memSize);
   const pref = header.prefAddress;
-  const runAt = (load: number) => Math.max(alignUp(load, header.kernelAlignment), pref || load);
-  let load = pref && pref % header.kernelAlignment === 0 ? pref : HIMEM_START;
-  if (!header.relocatable && pref) load = pref;
-  if (runAt(load) + header.initSize > ramEnd && load !== HIMEM_START && header.relocatable)
-    load = HIMEM_START;
-  const end = runAt(load) + header.initSize;
+  const load = pref || HIMEM_START;
+  const end = Math.max(alignUp(load, header.kernelAlignment), pref) + header.initSize;
   if (end > ramEnd) {
     throw new BootError(
       'NO_ROOM',
