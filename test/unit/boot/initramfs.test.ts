@@ -37,6 +37,8 @@ if (!haveCpio) console.log(`SKIP cpio extraction tests: ${CPIO} is missing`);
 const tmp = mkdtempSync(join(tmpdir(), 'node-kvm-cpio-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 let n = 0;
+// Without root, cpio cannot create device nodes; it still extracts everything else.
+const isRoot = process.getuid?.() === 0;
 
 /** Extracts with the system cpio as root would (device nodes need root; skip those checks otherwise). */
 function extract(archive: Uint8Array): { dir: string; log: string } {
@@ -44,14 +46,16 @@ function extract(archive: Uint8Array): { dir: string; log: string } {
   execFileSync('mkdir', ['-p', dir]);
   const file = join(tmp, `a${n}.cpio`);
   writeFileSync(file, archive);
-  const log = execFileSync('sh', ['-c', `${CPIO} -idmv --no-absolute-filenames < ${file} 2>&1`], {
-    cwd: dir,
-    encoding: 'utf8',
-  });
+  const log = execFileSync(
+    'sh',
+    ['-c', `${CPIO} -idmv --no-absolute-filenames < ${file} 2>&1${isRoot ? '' : '; exit 0'}`],
+    {
+      cwd: dir,
+      encoding: 'utf8',
+    },
+  );
   return { dir, log };
 }
-
-const isRoot = process.getuid?.() === 0;
 
 describe('cpio newc writer', () => {
   it('writes headers, names and data padded to 4 bytes and ends with TRAILER!!!', () => {
