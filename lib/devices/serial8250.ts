@@ -74,7 +74,6 @@ export const MSR_CTS = 0x10;
 export const MSR_DSR = 0x20;
 export const MSR_RI = 0x40;
 export const MSR_DCD = 0x80;
-const MSR_ANY_DELTA = 0x0f;
 /** Modem inputs when not in loopback: a null-modem host that is always ready (as QEMU reports). */
 const MSR_HOST_READY = MSR_DCD | MSR_DSR | MSR_CTS;
 
