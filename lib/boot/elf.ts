@@ -67,8 +67,9 @@ function parseNotes(image: Uint8Array, offset: number, size: number, into: ElfNo
     const descsz = v.getUint32(at + 4, true);
     const type = v.getUint32(at + 8, true);
     const nameAt = at + 12;
-    const descAt = nameAt + ((namesz + 3) & ~3);
-    const next = descAt + ((descsz + 3) & ~3);
+    // Sizes are u32: round up with arithmetic, since `& ~3` would turn sizes >= 2^31 negative.
+    const descAt = nameAt + Math.ceil(namesz / 4) * 4;
+    const next = descAt + Math.ceil(descsz / 4) * 4;
     if (next > end) bad(`note at file offset ${hex(at)} runs past its PT_NOTE segment`);
     const nameBytes = image.subarray(nameAt, nameAt + namesz);
     const nul = nameBytes.indexOf(0);

@@ -197,6 +197,25 @@ describe('ELF64 kernel loader', () => {
     expect(() => parseElfKernel(good.subarray(0, 0x1100))).toThrow(/truncated/);
     expect(() => parseElfKernel(patch(24, [0, 0, 0, 0x20]))).toThrow(/lies in no loadable segment/);
     expect(() => parseElfKernel(fakeElf({ pvhEntry: 0x500 }))).toThrow(/PVH entry 0x500 lies in no loadable/);
+    // a note size >= 2^31 must not wrap the note walk backwards (0x2100 is the PT_NOTE segment's offset)
+    for (const size of [0x8000_0000, 0xffff_fffe]) {
+      expect(() =>
+        parseElfKernel(
+          patch(
+            0x2100,
+            [0, 0, 0, 0].map((_, i) => (size >>> (8 * i)) & 0xff),
+          ),
+        ),
+      ).toThrow(/runs past its PT_NOTE segment/);
+      expect(() =>
+        parseElfKernel(
+          patch(
+            0x2104,
+            [0, 0, 0, 0].map((_, i) => (size >>> (8 * i)) & 0xff),
+          ),
+        ),
+      ).toThrow(/runs past its PT_NOTE segment/);
+    }
     // second PT_LOAD moved onto the first
     const overlap = good.slice();
     new DataView(overlap.buffer).setBigUint64(64 + 56 + 24, 0x100_0100n, true);
