@@ -71,6 +71,8 @@ export const SERIAL_COM1_GSI = 4;
 export const I8042_KBD_GSI = 1;
 /** First GSI for virtio-mmio devices (IOAPIC pins 16..23, free of ISA legacy users). */
 export const VIRTIO_GSI_BASE = 16;
+/** Pins on KVM's in-kernel IOAPIC (KVM_IOAPIC_NUM_PINS), so GSIs 0..23 are the ones a device can use. */
+export const IOAPIC_NUM_PINS = 24;
 
 // --- I/O ports -------------------------------------------------------------------------------------------------
 /** i8042 data and command/status ports. */

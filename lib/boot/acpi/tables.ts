@@ -13,13 +13,17 @@ import {
   I8042_COMMAND_PORT,
   I8042_DATA_PORT,
   I8042_KBD_GSI,
+  IOAPIC_NUM_PINS,
   IOAPIC_START,
   LAPIC_START,
+  MMIO_GAP_END,
+  MMIO_GAP_START,
   SERIAL_COM1_GSI,
   SERIAL_COM1_PORT,
+  VIRTIO_MMIO_MAX_DEVICES,
 } from '../../arch/x86_64/layout.js';
 import { BootError } from '../errors.js';
-import { concat, fixChecksum, putAscii, view } from '../bytes.js';
+import { concat, fixChecksum, hex, putAscii, view } from '../bytes.js';
 import * as aml from './aml.js';
 
 export const SDT_HEADER_SIZE = 36;
@@ -182,9 +186,9 @@ export function buildMadt(vcpus: number): Uint8Array {
 
 /** The DSDT's AML body (without the table header). */
 export function dsdtAml(config: AcpiConfig): Uint8Array {
+  validateAcpiConfig(config);
   const devices: Uint8Array[] = [];
   config.virtio.forEach((d, n) => {
-    if (n > 0xfff) fail('too many virtio-mmio devices');
     devices.push(
       aml.device(`V${n.toString(16).toUpperCase().padStart(3, '0')}`, [
         aml.name('_HID', aml.string('LNRO0005')),
@@ -245,15 +249,31 @@ export function validateAcpiConfig(config: AcpiConfig): void {
   if (!Number.isInteger(config.vcpus) || config.vcpus < 1 || config.vcpus > 255) {
     fail(`vCPU count ${config.vcpus} is outside 1..255`);
   }
-  const seen = new Set<number>();
+  if (config.virtio.length > VIRTIO_MMIO_MAX_DEVICES) {
+    fail(`${config.virtio.length} virtio-mmio devices; the layout has room for ${VIRTIO_MMIO_MAX_DEVICES}`);
+  }
+  // GSIs already taken by the legacy devices the DSDT describes; virtio interrupts are exclusive.
+  const gsiUsers = new Map<number, string>();
+  if (config.serial) gsiUsers.set(SERIAL_COM1_GSI, 'COM1');
+  if (config.keyboard ?? true) gsiUsers.set(I8042_KBD_GSI, 'the PS/2 keyboard');
   config.virtio.forEach((d, i) => {
-    if (!Number.isInteger(d.base) || d.base < 0 || d.base + d.size > 0x1_0000_0000) {
-      fail(`virtio device ${i}: base ${d.base} is not a 32-bit MMIO address`);
-    }
     if (!Number.isInteger(d.size) || d.size <= 0) fail(`virtio device ${i}: bad window size ${d.size}`);
-    if (!Number.isInteger(d.gsi) || d.gsi < 0 || d.gsi > 0xffff_ffff)
-      fail(`virtio device ${i}: bad GSI ${d.gsi}`);
-    if (seen.has(d.base)) fail(`virtio devices share the base address 0x${d.base.toString(16)}`);
-    seen.add(d.base);
+    if (!Number.isInteger(d.base) || d.base < MMIO_GAP_START || d.base + d.size > MMIO_GAP_END) {
+      fail(
+        `virtio device ${i}: window [${hex(d.base)}, +${hex(d.size)}) is not inside the MMIO gap ` +
+          `[${hex(MMIO_GAP_START)}, ${hex(MMIO_GAP_END)})`,
+      );
+    }
+    config.virtio.slice(0, i).forEach((e, j) => {
+      if (d.base < e.base + e.size && e.base < d.base + d.size) {
+        fail(`virtio devices ${j} and ${i} share MMIO space at ${hex(Math.max(d.base, e.base))}`);
+      }
+    });
+    if (!Number.isInteger(d.gsi) || d.gsi < 0 || d.gsi >= IOAPIC_NUM_PINS) {
+      fail(`virtio device ${i}: GSI ${d.gsi} is not an IOAPIC pin (0..${IOAPIC_NUM_PINS - 1})`);
+    }
+    const user = gsiUsers.get(d.gsi);
+    if (user !== undefined) fail(`virtio device ${i}: GSI ${d.gsi} is already used by ${user}`);
+    gsiUsers.set(d.gsi, `virtio device ${i}`);
   });
 }

@@ -152,6 +152,32 @@ describe('ACPI tables at fixed addresses', () => {
       /share/,
     );
     expect(() => buildAcpiTables(config, ACPI_START, 64)).toThrow(/bytes/);
+    const device = (n: number) => ({ base: virtioMmioBase(n), size: VIRTIO_MMIO_SIZE, gsi: virtioGsi(n) });
+    const nine = [
+      ...Array.from({ length: 8 }, (_, n) => device(n)),
+      { ...device(7), base: 0xd000_8000, gsi: 15 },
+    ];
+    expect(() => buildAcpiTables({ ...config, virtio: nine })).toThrow(
+      /9 virtio-mmio devices; .* room for 8/,
+    );
+    const withVirtio = (d: { base: number; size: number; gsi: number }) =>
+      buildAcpiTables({ ...config, virtio: [device(0), d] });
+    expect(() => withVirtio({ ...device(1), base: 0x10_0000 })).toThrow(/not inside the MMIO gap/);
+    expect(() => withVirtio({ ...device(1), base: 0xffff_f000, size: 0x2000 })).toThrow(
+      /not inside the MMIO gap/,
+    );
+    expect(() => withVirtio({ ...device(1), base: virtioMmioBase(0) + 0x800 })).toThrow(/share MMIO space/);
+    expect(() => withVirtio({ ...device(1), size: 0 })).toThrow(/bad window size/);
+    expect(() => withVirtio({ ...device(1), gsi: 24 })).toThrow(/GSI 24 is not an IOAPIC pin \(0\.\.23\)/);
+    expect(() => withVirtio({ ...device(1), gsi: 1.5 })).toThrow(/not an IOAPIC pin/);
+    expect(() => withVirtio({ ...device(1), gsi: virtioGsi(0) })).toThrow(/already used by virtio device 0/);
+    expect(() => withVirtio({ ...device(1), gsi: 4 })).toThrow(/GSI 4 is already used by COM1/);
+    expect(() => withVirtio({ ...device(1), gsi: 1 })).toThrow(/already used by the PS\/2 keyboard/);
+    // without COM1 and the keyboard described, their GSIs are free for virtio
+    expect(() =>
+      buildAcpiTables({ ...config, serial: false, keyboard: false, virtio: [{ ...device(0), gsi: 4 }] }),
+    ).not.toThrow();
+    expect(() => buildRelocatableAcpi({ ...config, virtio: nine })).toThrow(BootError);
   });
 
   describe.skipIf(!haveIasl)('iasl disassembly', () => {
