@@ -65,9 +65,10 @@ import type { VirtioDevice, VirtioDeviceContext } from './device.js';
 import { Virtqueue } from './queue.js';
 
 /**
- * The device-status protocol (§3.1.1) as data: for each status the driver may be in, the one status it may
- * write next. Besides these, writing 0 resets the device and FAILED may be added at any time. Anything else
- * is ignored (and counted). DEVICE_NEEDS_RESET is device-owned: it is ignored in written values.
+ * The device-status protocol (§3.1.1) as data: for each status the driver may be in, the next status in order.
+ * One write may take several steps at once (SeaBIOS writes ACKNOWLEDGE|DRIVER together) but never skip one.
+ * Besides these, writing 0 resets the device and FAILED may be added at any time. Anything else is ignored
+ * (and counted). DEVICE_NEEDS_RESET is device-owned: it is ignored in written values.
  */
 export const STATUS_TRANSITIONS: ReadonlyMap<number, number> = new Map([
   [0, STATUS_ACKNOWLEDGE],
@@ -534,19 +535,29 @@ export class VirtioMmioTransport implements BusDevice, VirtioDeviceContext {
       return;
     }
     const needsReset = (this.statusValue & STATUS_DEVICE_NEEDS_RESET) !== 0;
-    if ((current & STATUS_FAILED) !== 0 || needsReset || STATUS_TRANSITIONS.get(current) !== written) {
-      this.stats.rejectedStatusWrites++;
-      return;
+    const steps: number[] = [];
+    for (let state = current; state !== written;) {
+      const next = STATUS_TRANSITIONS.get(state);
+      if ((current & STATUS_FAILED) !== 0 || needsReset || next === undefined || (next & written) !== next) {
+        this.stats.rejectedStatusWrites++;
+        return;
+      }
+      steps.push(next);
+      state = next;
     }
-    const added = written & ~current;
-    if (added === STATUS_FEATURES_OK && !this.featuresAcceptable(this.driverFeaturesValue)) {
-      // FEATURES_OK stays clear; the driver reads it back and gives up (§3.1.1 step 6).
-      this.stats.rejectedFeatures++;
-      return;
+    for (const step of steps) {
+      const added = step & ~this.statusValue;
+      if (added === STATUS_FEATURES_OK) {
+        if (!this.featuresAcceptable(this.driverFeaturesValue)) {
+          // FEATURES_OK stays clear; the driver reads it back and gives up (§3.1.1 step 6).
+          this.stats.rejectedFeatures++;
+          return;
+        }
+        this.acceptedFeatures = this.driverFeaturesValue;
+      }
+      this.statusValue = step;
+      if (added === STATUS_DRIVER_OK) this.driverOk();
     }
-    if (added === STATUS_FEATURES_OK) this.acceptedFeatures = this.driverFeaturesValue;
-    this.statusValue = written;
-    if (added === STATUS_DRIVER_OK) this.driverOk();
   }
 
   private featuresAcceptable(features: bigint): boolean {

@@ -6,8 +6,14 @@ import { readFileSync } from 'node:fs';
 import { buildCpuid } from '../arch/x86_64/cpuid.js';
 import {
   DEBUG_CONSOLE_PORT,
+  ACPI_SLEEP_CONTROL_PORT,
   BIOS_SHADOW_END,
   DEBUG_EXIT_PORT,
+  FW_CFG_SELECTOR_PORT,
+  I8042_DATA_PORT,
+  I8042_KBD_GSI,
+  SERIAL_COM1_GSI,
+  SERIAL_COM1_PORT,
   FIRMWARE_TOP,
   HIMEM_START,
   KVM_IDENTITY_MAP_ADDR,
@@ -23,7 +29,13 @@ import { bootMsrs } from '../arch/x86_64/msrs.js';
 import { withLegacyLints } from '../arch/x86_64/lapic.js';
 import { buildLinuxBoot } from '../boot/linux.js';
 import { MmioBus, PioBus } from '../bus/bus.js';
+import { AcpiPm, ACPI_PM_PORT_COUNT } from '../devices/acpi-pm.js';
 import { DebugConsole } from '../devices/debug-console.js';
+import { FwCfg, FW_CFG_PORT_COUNT } from '../devices/fw-cfg.js';
+import { I8042, I8042_SPAN } from '../devices/i8042.js';
+import { Serial8250, SERIAL8250_PORT_COUNT } from '../devices/serial8250.js';
+import { buildRelocatableAcpi } from '../boot/acpi/index.js';
+import { buildE820 } from '../boot/e820.js';
 import { DebugExitPort } from '../devices/debug-exit.js';
 import { PIT_SPEAKER_DUMMY } from '../kvm/constants.js';
 import { Kvm } from '../kvm/kvm.js';
@@ -42,7 +54,7 @@ import { VirtioMmioTransport } from '../virtio/mmio-transport.js';
 import type { MicroVmConfig, NetConfig } from './config.js';
 import { validateConfig } from './config.js';
 import { applyCpuSetup } from './cpu-setup.js';
-import { IrqfdLine } from './irq-lines.js';
+import { IrqfdLine, KvmIrqLine } from './irq-lines.js';
 import { ChannelNetBackend } from './net-channel.js';
 import { VmControl } from './stop.js';
 import { VmLoop } from './vm-loop.js';
@@ -112,6 +124,69 @@ export class BuiltVm {
     );
   }
 
+  private readonly consoleInputs: ((data: Uint8Array) => void)[] = [];
+
+  /** Host keyboard input: to every console the guest can read (8250, virtio console). */
+  consoleInput(data: Uint8Array): void {
+    for (const input of this.consoleInputs) input(data);
+  }
+
+  /** 8250 UART on COM1, IRQ 4 as a level line through KVM_IRQ_LINE (with the in-kernel irqchip). */
+  attachSerial(): Serial8250 {
+    const irq = this.config.irqchip ? new KvmIrqLine(this.vm, SERIAL_COM1_GSI) : undefined;
+    const serial = new Serial8250({ irq, onOutput: (b) => this.hooks.onConsole(b) });
+    this.pio.register(SERIAL_COM1_PORT, SERIAL8250_PORT_COUNT, serial, 'serial-com1');
+    this.consoleInputs.push((data) => serial.input(data));
+    return serial;
+  }
+
+  /** i8042: enough for Linux's probe, and its reset line stops the VM with reason 'reset'. */
+  attachI8042(): I8042 {
+    const kbdIrq = this.config.irqchip ? new KvmIrqLine(this.vm, I8042_KBD_GSI) : undefined;
+    const device = new I8042({
+      kbdIrq,
+      onReset: () => this.control.requestStop({ reason: 'reset', source: 'i8042' }),
+    });
+    this.pio.register(I8042_DATA_PORT, I8042_SPAN, device, 'i8042');
+    return device;
+  }
+
+  /** HW-reduced ACPI sleep/reset registers: S5 → 'poweroff', the reset register → 'reset'. */
+  attachAcpiPm(): AcpiPm {
+    const device = new AcpiPm({
+      onPowerOff: () => this.control.requestStop({ reason: 'poweroff' }),
+      onReset: () => this.control.requestStop({ reason: 'reset', source: 'acpi' }),
+    });
+    this.pio.register(ACPI_SLEEP_CONTROL_PORT, ACPI_PM_PORT_COUNT, device, 'acpi-pm');
+    return device;
+  }
+
+  /** QEMU's fw_cfg for firmware: RAM size, CPUs, e820, and ACPI tables through the table-loader. */
+  attachFwCfg(): FwCfg {
+    const fw = new FwCfg({ memory: this.memory });
+    fw.setRamSize(this.config.memory.size);
+    fw.setCpus(this.config.vcpus);
+    fw.setNoGraphic(true);
+    fw.setE820(buildE820(this.config.memory.size, { acpiTables: false }));
+    fw.addAcpiTables(buildRelocatableAcpi(this.acpiConfig()));
+    fw.setIntFile('etc/boot-fail-wait', 0);
+    this.pio.register(FW_CFG_SELECTOR_PORT, FW_CFG_PORT_COUNT, fw, 'fw-cfg');
+    return fw;
+  }
+
+  /** The ACPI description of this VM: its vCPUs, virtio transports and COM1. */
+  acpiConfig() {
+    return {
+      vcpus: this.config.vcpus,
+      virtio: this.virtio.map((v) => ({
+        base: virtioMmioBase(v.slot),
+        size: VIRTIO_MMIO_SIZE,
+        gsi: virtioGsi(v.slot),
+      })),
+      serial: this.config.serial,
+    };
+  }
+
   attachDebugExit(): void {
     const device = new DebugExitPort((code) => this.control.requestStop({ reason: 'debug-exit', code }));
     this.pio.register(DEBUG_EXIT_PORT, 1, device, 'debug-exit');
@@ -179,6 +254,7 @@ export class BuiltVm {
 
   attachConsole(): VirtioConsole {
     const device = new VirtioConsole({ output: (b) => this.hooks.onConsole(b) });
+    this.consoleInputs.push((data) => device.input(data));
     this.attachVirtio(device);
     return device;
   }
@@ -334,6 +410,11 @@ export function buildMicroVm(input: MicroVmConfig, hooks: BuildHooks): BuiltVm {
     }
     if (config.debugConsole) built.attachDebugConsole();
     built.attachDebugExit();
+    if (config.serial) built.attachSerial();
+    if (config.boot.kind !== 'payload') {
+      built.attachI8042();
+      built.attachAcpiPm();
+    }
     if (config.virtioConsole) built.attachConsole();
     for (const d of config.disks) built.attachBlock(d);
     for (const n of config.net) built.attachNet(n);
@@ -348,6 +429,7 @@ export function buildMicroVm(input: MicroVmConfig, hooks: BuildHooks): BuiltVm {
         bootLinux(built, config.boot);
         break;
       case 'firmware':
+        built.attachFwCfg();
         bootFirmware(built, config.boot);
         break;
     }

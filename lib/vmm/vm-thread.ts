@@ -5,7 +5,6 @@
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { VirtioBalloon } from '../virtio/devices/balloon.js';
-import { VirtioConsole } from '../virtio/devices/console.js';
 import { native } from '../native/binding.js';
 import { buildMicroVm, type BuiltVm } from './builder.js';
 import type { MicroVmConfig } from './config.js';
@@ -48,8 +47,7 @@ function handle(b: BuiltVm, m: ToVmThread): void {
       b.control.requestStop({ reason: 'stopped' });
       break;
     case 'console-input':
-      b.device(VirtioConsole)?.input(m.data);
-      for (const input of consoleInputs) input(m.data);
+      b.consoleInput(m.data);
       break;
     case 'balloon-target':
       b.device(VirtioBalloon)?.setTarget(m.pages);
@@ -59,9 +57,6 @@ function handle(b: BuiltVm, m: ToVmThread): void {
       break;
   }
 }
-
-/** Extra console input sinks (the 8250 registers itself here when present). */
-const consoleInputs: ((data: Uint8Array) => void)[] = [];
 
 function main(): void {
   const { config, controlFd } = workerData as VmThreadData;

@@ -137,12 +137,31 @@ describe('device status protocol', () => {
     expect(device.activations).toBe(1);
   });
 
+  it('takes several steps in one write, as SeaBIOS does (ACKNOWLEDGE|DRIVER together)', () => {
+    const { driver, transport, device } = guest();
+    driver.setStatus(DRV);
+    expect(driver.status).toBe(DRV);
+    driver.writeDriverFeatures(V1);
+    driver.setStatus(DOK);
+    expect(driver.status).toBe(DOK);
+    expect(device.activations).toBe(1);
+    expect(transport.stats.rejectedStatusWrites).toBe(0);
+  });
+
+  it('stops before FEATURES_OK when a multi-step write carries unacceptable features', () => {
+    const { driver, transport, device } = guest();
+    driver.setStatus(DOK);
+    expect(driver.status).toBe(DRV);
+    expect(transport.stats.rejectedFeatures).toBe(1);
+    expect(device.activations).toBe(0);
+  });
+
   it.each([
-    ['skipping ACKNOWLEDGE', 0, DRV],
+    ['skipping ACKNOWLEDGE', 0, STATUS_DRIVER],
     ['skipping DRIVER', ACK, ACK | STATUS_FEATURES_OK],
     ['DRIVER_OK before FEATURES_OK', DRV, DRV | STATUS_DRIVER_OK],
     ['clearing a bit', FOK, ACK],
-    ['setting everything at once', 0, DOK],
+    ['setting everything but ACKNOWLEDGE at once', 0, DOK & ~ACK],
   ])('rejects %s', (_name, from, to) => {
     const { driver, transport, device } = guest();
     for (const s of [ACK, DRV, FOK]) {
