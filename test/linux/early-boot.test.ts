@@ -47,8 +47,8 @@ describeKvm('Linux early boot (stock Debian kernel, uncompressed 64-bit entry)',
       const done = new Promise<void>((resolve) => {
         vm.on('console', (b) => {
           text += Buffer.from(b).toString('latin1');
-          // The MADT line is the last table Linux lists; "ACPI: Reserving" follows the listing.
-          if (/ACPI: Reserving APIC table memory/.test(text)) resolve();
+          // Linux has parsed the MADT (CPUs and IOAPIC) once it says how many CPUs it allows.
+          if (/smpboot: Allowing \d+ CPUs.*\n/.test(text)) resolve();
         });
       });
       await vm.start();
@@ -81,9 +81,10 @@ describeKvm('Linux early boot (stock Debian kernel, uncompressed 64-bit entry)',
       expect(seen.get('RSDP')).toEqual({ addr: acpi.rsdpAddr, length: 36 });
       for (const t of acpi.tables)
         expect(seen.get(t.signature), t.signature).toEqual({ addr: t.addr, length: t.length });
-      expect(text).toMatch(
-        /ACPI: Using ACPI for processor \(LAPIC\) configuration information|smpboot: Allowing 1 CPUs/,
-      );
+      // The MADT: our IOAPIC at its address with 24 GSIs, and one CPU.
+      expect(text).toMatch(/IOAPIC\[0\]: apic_id 0, version \d+, address 0xfec00000, GSI 0-23/);
+      expect(text).toMatch(/ACPI: Using ACPI \(MADT\) for SMP configuration information/);
+      expect(text).toMatch(/smpboot: Allowing 1 CPUs, 0 hotplug CPUs/);
     },
     300_000,
   );
