@@ -9,6 +9,7 @@ import {
   ACPI_SLEEP_CONTROL_PORT,
   BIOS_SHADOW_END,
   DEBUG_EXIT_PORT,
+  FIRMWARE_DEBUG_PORT,
   FW_CFG_SELECTOR_PORT,
   I8042_DATA_PORT,
   I8042_KBD_GSI,
@@ -69,6 +70,8 @@ export interface BuildHooks {
   onBalloonStats?(stats: Record<string, number>): void;
   /** Progress of long build steps. */
   onProgress?(message: string): void;
+  /** Firmware debug log bytes (port 0x402), when config.firmwareDebug is set. */
+  onFirmwareLog?(bytes: Uint8Array): void;
 }
 
 export interface AttachedVirtio {
@@ -185,6 +188,12 @@ export class BuiltVm {
       })),
       serial: this.config.serial,
     };
+  }
+
+  /** The firmware's debug log port (SeaBIOS writes its diagnostics there). */
+  attachFirmwareDebug(): void {
+    const log = new DebugConsole((b) => this.hooks.onFirmwareLog?.(b));
+    this.pio.register(FIRMWARE_DEBUG_PORT, 1, log, 'firmware-debug');
   }
 
   attachDebugExit(): void {
@@ -429,6 +438,7 @@ export function buildMicroVm(input: MicroVmConfig, hooks: BuildHooks): BuiltVm {
         bootLinux(built, config.boot);
         break;
       case 'firmware':
+        if (config.firmwareDebug) built.attachFirmwareDebug();
         built.attachFwCfg();
         bootFirmware(built, config.boot);
         break;

@@ -79,6 +79,8 @@ export interface MicroVmConfig {
   serial?: boolean;
   /** Port 0xE9 debug console (default true). */
   debugConsole?: boolean;
+  /** Capture the firmware's debug log (port 0x402) as 'firmwareLog' events (default false). */
+  firmwareDebug?: boolean;
   /** virtio console (output joins the console stream). */
   virtioConsole?: boolean;
   disks?: DiskConfig[];
@@ -184,6 +186,7 @@ export function validateConfig(
     irqchip: c.irqchip ?? (b.kind !== 'payload' || virtioCount > 0),
     serial: c.serial ?? true,
     debugConsole: c.debugConsole ?? true,
+    firmwareDebug: c.firmwareDebug ?? false,
     virtioConsole: c.virtioConsole ?? false,
     disks,
     net,

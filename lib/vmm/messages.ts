@@ -13,6 +13,7 @@ export type FromVmThread =
   | { type: 'started'; backing: string; vcpus: number }
   | { type: 'console'; data: Uint8Array }
   | { type: 'progress'; message: string }
+  | { type: 'firmware-log'; data: Uint8Array }
   | { type: 'balloon-stats'; stats: Record<string, number> }
   | { type: 'paused' }
   | { type: 'resumed' }

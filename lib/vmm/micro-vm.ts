@@ -31,6 +31,8 @@ export interface MicroVmEvents {
   balloonStats: [Record<string, number>];
   /** Human-readable progress of long steps (kernel decompression, firmware setup). */
   progress: [string];
+  /** The firmware's debug log (config.firmwareDebug). */
+  firmwareLog: [Uint8Array];
 }
 
 export class MicroVm extends EventEmitter<MicroVmEvents> {
@@ -103,6 +105,9 @@ export class MicroVm extends EventEmitter<MicroVmEvents> {
         break;
       case 'progress':
         this.emit('progress', m.message);
+        break;
+      case 'firmware-log':
+        this.emit('firmwareLog', m.data);
         break;
       case 'balloon-stats':
         this.emit('balloonStats', m.stats);

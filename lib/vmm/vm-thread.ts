@@ -66,6 +66,7 @@ function main(): void {
       onConsole: (data) => post({ type: 'console', data }),
       onBalloonStats: (stats) => post({ type: 'balloon-stats', stats }),
       onProgress: (message) => post({ type: 'progress', message }),
+      onFirmwareLog: (data) => post({ type: 'firmware-log', data }),
     });
   } catch (e) {
     const err = e as Error & { code?: string };

@@ -80,6 +80,8 @@ export const I8042_DATA_PORT = 0x60;
 export const I8042_COMMAND_PORT = 0x64;
 /** Debug console: every byte written is console output (Bochs/QEMU convention). */
 export const DEBUG_CONSOLE_PORT = 0xe9;
+/** Firmware debug log port (QEMU isa-debugcon convention; SeaBIOS writes its debug messages here). */
+export const FIRMWARE_DEBUG_PORT = 0x402;
 /** Debug exit (QEMU isa-debug-exit convention): a guest write of v ends the run with exit code v. */
 export const DEBUG_EXIT_PORT = 0x501;
 /** 8250 UART COM1 (8 registers). */
