@@ -420,10 +420,8 @@ export function buildMicroVm(input: MicroVmConfig, hooks: BuildHooks): BuiltVm {
     if (config.debugConsole) built.attachDebugConsole();
     built.attachDebugExit();
     if (config.serial) built.attachSerial();
-    if (config.boot.kind !== 'payload') {
-      built.attachI8042();
-      built.attachAcpiPm();
-    }
+    built.attachI8042();
+    built.attachAcpiPm();
     if (config.virtioConsole) built.attachConsole();
     for (const d of config.disks) built.attachBlock(d);
     for (const n of config.net) built.attachNet(n);
