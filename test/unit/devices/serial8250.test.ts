@@ -270,6 +270,25 @@ describe('Serial8250', () => {
     expect(() => dev.write(9, Uint8Array.of(1))).not.toThrow();
   });
 
+  it("passes SeaBIOS's detect_serial and serves its polled sercon console", () => {
+    const { dev, outb, inb, out } = uart();
+    // src/serial.c detect_serial: IER=THRI must read back and IIR & 0x3f must say THRE.
+    outb(UART_IER, 0x02);
+    expect(inb(UART_IER)).toBe(0x02);
+    expect(inb(UART_IIR_FCR) & 0x3f).toBe(0x02);
+    outb(UART_IER, 0x00);
+    // src/sercon.c: 8N1, FIFO on, LSR must not float (0xFF), output when THRE, input while DR.
+    outb(UART_LCR, 0x03);
+    outb(UART_IIR_FCR, 0x01);
+    expect(inb(UART_LSR)).not.toBe(0xff);
+    if (inb(UART_LSR) & 0x20) outb(UART_RBR_THR, 0x41);
+    expect(out).toEqual([0x41]);
+    dev.input([0x0d, 0x1b]);
+    const keys: number[] = [];
+    while (inb(UART_LSR) & 0x01) keys.push(inb(UART_RBR_THR));
+    expect(keys).toEqual([0x0d, 0x1b]);
+  });
+
   it('serves an earlyprintk-style polled console through the port bus', () => {
     const out: number[] = [];
     const bus = new PioBus();
