@@ -10,7 +10,10 @@ const base: MicroVmConfig = {
 describe('MicroVm config validation', () => {
   it('fills defaults', () => {
     const c = validateConfig(base);
-    expect(c).toMatchObject({ vcpus: 1, irqchip: true, serial: true, ioeventfd: true, disks: [] });
+    expect(c).toMatchObject({ vcpus: 1, irqchip: false, serial: true, ioeventfd: true, disks: [] });
+    // Virtio devices and kernels need the in-kernel irqchip; a bare payload defaults to none.
+    expect(validateConfig({ ...base, rng: true }).irqchip).toBe(true);
+    expect(() => validateConfig({ ...base, rng: true, irqchip: false })).toThrow(/irqchip/);
   });
 
   it.each([
