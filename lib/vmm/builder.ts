@@ -11,7 +11,9 @@ import {
   DEBUG_EXIT_PORT,
   FIRMWARE_DEBUG_PORT,
   FW_CFG_SELECTOR_PORT,
+  I8042_COMMAND_PORT,
   I8042_DATA_PORT,
+  RESET_CONTROL_PORT,
   I8042_KBD_GSI,
   SERIAL_COM1_GSI,
   SERIAL_COM1_PORT,
@@ -33,7 +35,8 @@ import { MmioBus, PioBus } from '../bus/bus.js';
 import { AcpiPm, ACPI_PM_PORT_COUNT } from '../devices/acpi-pm.js';
 import { DebugConsole } from '../devices/debug-console.js';
 import { FwCfg, FW_CFG_PORT_COUNT } from '../devices/fw-cfg.js';
-import { I8042, I8042_SPAN } from '../devices/i8042.js';
+import { I8042 } from '../devices/i8042.js';
+import { ResetControl } from '../devices/reset-control.js';
 import { Serial8250, SERIAL8250_PORT_COUNT } from '../devices/serial8250.js';
 import { buildRelocatableAcpi } from '../boot/acpi/index.js';
 import { buildE820 } from '../boot/e820.js';
@@ -104,7 +107,7 @@ export class BuiltVm {
       pio: this.pio,
       mmio: this.mmio,
       control: this.control,
-      stopOnHlt: !config.irqchip,
+      policy: { stopOnHlt: !config.irqchip, tripleFaultIsReset: config.boot.kind !== 'payload' },
     });
   }
 
@@ -150,7 +153,9 @@ export class BuiltVm {
       kbdIrq,
       onReset: () => this.control.requestStop({ reason: 'reset', source: 'i8042' }),
     });
-    this.pio.register(I8042_DATA_PORT, I8042_SPAN, device, 'i8042');
+    // Two one-byte registrations: port 0x61 between them is the PIT's speaker port, handled by KVM.
+    this.pio.register(I8042_DATA_PORT, 1, device.dataPort, 'i8042-data');
+    this.pio.register(I8042_COMMAND_PORT, 1, device.commandPort, 'i8042-command');
     return device;
   }
 
@@ -161,6 +166,8 @@ export class BuiltVm {
       onReset: () => this.control.requestStop({ reason: 'reset', source: 'acpi' }),
     });
     this.pio.register(ACPI_SLEEP_CONTROL_PORT, ACPI_PM_PORT_COUNT, device, 'acpi-pm');
+    const resetControl = new ResetControl(() => this.control.requestStop({ reason: 'reset', source: 'cf9' }));
+    this.pio.register(RESET_CONTROL_PORT, 1, resetControl, 'reset-control');
     return device;
   }
 
@@ -170,6 +177,7 @@ export class BuiltVm {
     fw.setRamSize(this.config.memory.size);
     fw.setCpus(this.config.vcpus);
     fw.setNoGraphic(true);
+    fw.setBootMenu(false);
     fw.setE820(buildE820(this.config.memory.size, { acpiTables: false }));
     fw.addAcpiTables(buildRelocatableAcpi(this.acpiConfig()));
     fw.setIntFile('etc/boot-fail-wait', 0);

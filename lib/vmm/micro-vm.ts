@@ -25,6 +25,21 @@ function vmThreadUrl(): URL {
   );
 }
 
+/**
+ * Node options for the VM thread: the parent's, minus --input-type, which a worker started from a file rejects
+ * ("--input-type can only be used with string input"), so a MicroVm could not start from `node --input-type=module
+ * -e ...` scripts.
+ */
+function vmThreadExecArgv(): string[] {
+  const out: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--input-type') i++;
+    else if (!argv[i].startsWith('--input-type=')) out.push(argv[i]);
+  }
+  return out;
+}
+
 export interface MicroVmEvents {
   console: [Uint8Array];
   exit: [StopReason];
@@ -72,6 +87,7 @@ export class MicroVm extends EventEmitter<MicroVmEvents> {
     this.control = new (native().EventFd)(0, true, false);
     const worker = new Worker(vmThreadUrl(), {
       workerData: { config: this.config, controlFd: this.control.fd },
+      execArgv: vmThreadExecArgv(),
     });
     this.worker = worker;
     worker.on('message', (m: FromVmThread) => this.onMessage(m));

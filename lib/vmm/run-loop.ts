@@ -47,13 +47,24 @@ export function dispatchDeviceExit(exit: VcpuExit, pio: PioBus, mmio: MmioBus): 
 }
 
 /** Maps a non-device exit to a stop reason (undefined: keep running). */
-export function stopReasonForExit(exit: VcpuExit, vcpu: Vcpu, stopOnHlt: boolean): StopReason | undefined {
+export interface ExitPolicy {
+  /** HLT stops the VM (true when there is no in-kernel irqchip to wake the vCPU). */
+  stopOnHlt: boolean;
+  /**
+   * A triple fault is a reboot request (firmware and kernels: a PC resets on it, and SeaBIOS and Linux's
+   * reboot=t use it) rather than an error (payloads).
+   */
+  tripleFaultIsReset?: boolean;
+}
+
+export function stopReasonForExit(exit: VcpuExit, vcpu: Vcpu, policy: ExitPolicy): StopReason | undefined {
   switch (exit.reason) {
     case 'hlt':
-      return stopOnHlt ? { reason: 'hlt' } : undefined;
+      return policy.stopOnHlt ? { reason: 'hlt' } : undefined;
     case 'intr':
       return undefined;
     case 'shutdown':
+      if (policy.tripleFaultIsReset) return { reason: 'reset', source: 'triple_fault' };
       return {
         reason: 'error',
         kind: 'triple_fault',
@@ -132,7 +143,7 @@ export function runLoop(vcpu: Vcpu, o: RunLoopOptions): StopReason {
     exits++;
     try {
       if (!dispatchDeviceExit(exit, pio, mmio)) {
-        const stop = stopReasonForExit(exit, vcpu, stopOnHlt);
+        const stop = stopReasonForExit(exit, vcpu, { stopOnHlt });
         if (stop !== undefined) return stop;
       }
     } catch (e) {

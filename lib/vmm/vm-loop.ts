@@ -7,7 +7,7 @@ import type { MmioBus, PioBus } from '../bus/bus.js';
 import { VcpuThreadState } from '../kvm/constants.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import { native, type NativeEventFd, type NativePoller, type NativeVcpuThread } from '../native/binding.js';
-import { dispatchDeviceExit, stopReasonForExit } from './run-loop.js';
+import { dispatchDeviceExit, stopReasonForExit, type ExitPolicy } from './run-loop.js';
 import { VmControl, type StopReason } from './stop.js';
 
 /** epoll event bits. */
@@ -39,8 +39,8 @@ export interface VmLoopOptions {
   pio: PioBus;
   mmio: MmioBus;
   control: VmControl;
-  /** Return 'hlt' when a vCPU exits on HLT (only happens without an in-kernel irqchip). */
-  stopOnHlt: boolean;
+  /** What HLT and triple faults mean for this VM. */
+  policy: ExitPolicy;
 }
 
 export class VmLoop implements FdWatcher {
@@ -121,7 +121,7 @@ export class VmLoop implements FdWatcher {
     const exit = r.vcpu.decodeExit(code);
     try {
       if (!dispatchDeviceExit(exit, this.o.pio, this.o.mmio)) {
-        const stop = stopReasonForExit(exit, r.vcpu, this.o.stopOnHlt);
+        const stop = stopReasonForExit(exit, r.vcpu, this.o.policy);
         if (stop !== undefined) {
           this.o.control.requestStop(stop);
           return;

@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { SEABIOS_MICROVM, seabiosBoot } from '../../examples/seabios-boot.js';
+import { MicroVm } from '../../lib/vmm/micro-vm.js';
 import { describeKvm } from '../support/kvm.js';
 
 const haveSeabios = existsSync(SEABIOS_MICROVM);
@@ -31,5 +32,26 @@ describeKvm('SeaBIOS (bios-microvm.bin) in node-kvm', () => {
       expect(r.stop).toEqual({ reason: 'poweroff' });
     },
     150_000,
+  );
+});
+
+describeKvm('SeaBIOS with nothing to boot', () => {
+  it.skipIf(!haveSeabios)(
+    'reboots through the 0xCF9 reset register, which stops the VM with reason reset',
+    async () => {
+      const vm = new MicroVm({
+        memory: { size: 64 * 1024 * 1024 },
+        boot: { kind: 'firmware', firmware: SEABIOS_MICROVM },
+      });
+      let out = '';
+      vm.on('console', (b) => (out += Buffer.from(b).toString('latin1')));
+      await vm.start();
+      const timer = setTimeout(() => void vm.stop(), 60_000);
+      const stop = await vm.exited;
+      clearTimeout(timer);
+      expect(out).toMatch(/No bootable device/);
+      expect(stop).toEqual({ reason: 'reset', source: 'cf9' });
+    },
+    90_000,
   );
 });

@@ -86,6 +86,8 @@ export const FIRMWARE_DEBUG_PORT = 0x402;
 export const DEBUG_EXIT_PORT = 0x501;
 /** 8250 UART COM1 (8 registers). */
 export const SERIAL_COM1_PORT = 0x3f8;
+/** PC reset control register (write with bit 2 set: reset). */
+export const RESET_CONTROL_PORT = 0xcf9;
 /** QEMU fw_cfg: selector (16-bit) and data ports, and the DMA address register. */
 export const FW_CFG_SELECTOR_PORT = 0x510;
 export const FW_CFG_DATA_PORT = 0x511;
