@@ -271,12 +271,13 @@ describe('Serial8250', () => {
   });
 
   it("passes SeaBIOS's detect_serial and serves its polled sercon console", () => {
-    const { dev, outb, inb, out } = uart();
+    const { dev, outb, inb, out, irq } = uart();
     // src/serial.c detect_serial: IER=THRI must read back and IIR & 0x3f must say THRE.
     outb(UART_IER, 0x02);
     expect(inb(UART_IER)).toBe(0x02);
     expect(inb(UART_IIR_FCR) & 0x3f).toBe(0x02);
     outb(UART_IER, 0x00);
+    expect(irq.level).toBe(false); // SeaBIOS runs without interrupts: the probe leaves the line low
     // src/sercon.c: 8N1, FIFO on, LSR must not float (0xFF), output when THRE, input while DR.
     outb(UART_LCR, 0x03);
     outb(UART_IIR_FCR, 0x01);
@@ -287,6 +288,87 @@ describe('Serial8250', () => {
     const keys: number[] = [];
     while (inb(UART_LSR) & 0x01) keys.push(inb(UART_RBR_THR));
     expect(keys).toEqual([0x0d, 0x1b]);
+  });
+
+  it('identifies as a 16550A in the FIFO and EFR probes of Linux autoconfig', () => {
+    const { outb, inb } = uart();
+    // FIFO probe: IIR bits 7:6 read 3 with the FIFO on.
+    outb(UART_IIR_FCR, FCR_FE);
+    expect(inb(UART_IIR_FCR) >> 6).toBe(3);
+    // No EFR behind LCR 0xBF: offset 2 still reads IIR, never 0.
+    outb(UART_LCR, 0xbf);
+    expect(inb(UART_IIR_FCR)).not.toBe(0);
+    // Not a TI16750: the 64-byte FIFO bit (FCR/IIR bit 5) does not stick.
+    outb(UART_LCR, 0);
+    outb(UART_IIR_FCR, FCR_FE | 0x20);
+    expect(inb(UART_IIR_FCR) & 0xe0).toBe(IIR_FIFO_ENABLED);
+    // Not an XScale: IER bit 6 (UUE) does not stick.
+    outb(UART_IER, 0x40);
+    expect(inb(UART_IER) & 0x40).toBe(0);
+  });
+
+  it('drives interrupt-driven RX and TX the way the Linux 8250 interrupt handler does', () => {
+    /** Counts rising edges, which is what an edge-triggered IOAPIC pin delivers. */
+    class EdgeCounter implements IrqLine {
+      edges = 0;
+      high = false;
+      trigger(): void {
+        throw new Error('level line expected');
+      }
+      setLevel(high: boolean): void {
+        if (high && !this.high) this.edges++;
+        this.high = high;
+      }
+    }
+    const line = new EdgeCounter();
+    const out: number[] = [];
+    const dev = new Serial8250({ irq: line, onOutput: (b) => out.push(...b) });
+    const inb = (reg: number): number => {
+      const d = new Uint8Array(1);
+      dev.read(reg, d);
+      return d[0];
+    };
+    const outb = (reg: number, v: number): void => dev.write(reg, Uint8Array.of(v));
+    const received: number[] = [];
+    const pending = Array.from(Buffer.from('interrupt-driven transmit of more than one FIFO of text\n'));
+    /** serial8250_handle_irq: IIR says whether this port interrupted; LSR says what to do. */
+    const handleIrq = (): boolean => {
+      const iir = inb(UART_IIR_FCR);
+      if (iir & IIR_NO_INT) return false;
+      let lsr = inb(UART_LSR);
+      while (lsr & LSR_DR) {
+        received.push(inb(UART_RBR_THR));
+        lsr = inb(UART_LSR);
+      }
+      inb(UART_MSR);
+      if (lsr & LSR_THRE && inb(UART_IER) & IER_THRI) {
+        // serial8250_tx_chars: up to a FIFO's worth per interrupt, then stop TX interrupts when done.
+        for (let n = 0; n < 16 && pending.length > 0; n++) outb(UART_RBR_THR, pending.shift()!);
+        if (pending.length === 0) outb(UART_IER, inb(UART_IER) & ~IER_THRI);
+      }
+      return true;
+    };
+    outb(UART_IIR_FCR, FCR_FE | FCR_CLEAR_RX | 0xc0);
+    outb(UART_MCR, MCR_DTR | MCR_RTS | MCR_OUT2);
+    outb(UART_IER, IER_RDI | IER_RLSI);
+    expect(line.edges).toBe(0);
+
+    dev.input(Buffer.from('typed'));
+    expect(line.edges).toBe(1);
+    while (line.high) expect(handleIrq()).toBe(true);
+    expect(Buffer.from(received).toString()).toBe('typed');
+
+    // start_tx: enable THRI; every interrupt refills the FIFO until the text is out.
+    outb(UART_IER, inb(UART_IER) | IER_THRI);
+    let interrupts = 0;
+    while (line.high && interrupts < 100) {
+      handleIrq();
+      interrupts++;
+    }
+    expect(Buffer.from(out).toString()).toBe('interrupt-driven transmit of more than one FIFO of text\n');
+    expect(interrupts).toBe(Math.ceil(out.length / 16));
+    expect(inb(UART_IER) & IER_THRI).toBe(0);
+    expect(line.high).toBe(false);
   });
 
   it('serves an earlyprintk-style polled console through the port bus', () => {
