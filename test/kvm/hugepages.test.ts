@@ -62,6 +62,24 @@ describeKvm('hugepage-backed guest memory', () => {
     expect(r.marker).toBe(0x1122334455667788n);
   });
 
+  it('hugetlb memfd when the pool has room', () => {
+    if (readHugepagePool().free < 1) {
+      console.warn(
+        '[node-kvm] hugetlb pool is empty and cannot be reserved: skipping the hugetlb memfd check',
+      );
+      return;
+    }
+    const mem = allocateGuestMemory([{ gpa: 0, size: 2 * MiB }], { hugepages: 'hugetlb', shared: true });
+    try {
+      expect(mem.backing).toBe('hugetlb');
+      expect(mem.fds.length).toBe(1);
+      mem.setU32(0, 0x12345678);
+      expect(mem.u32(0)).toBe(0x12345678);
+    } finally {
+      mem.close();
+    }
+  });
+
   it('hugetlb with a pool too small fails with the reservation command, never SIGBUS', () => {
     const pool = readHugepagePool();
     const tooBig = (pool.free + 1) * 2 * MiB;
@@ -100,6 +118,32 @@ describeKvm('hugepage-backed guest memory', () => {
       else expect(mem.backing).toBe(readThpMode() === 'never' ? '4k' : 'thp');
     } finally {
       mem.close();
+    }
+  });
+});
+
+describeKvm('memfd-backed (shared) guest memory', () => {
+  it('another process sees what the guest wrote, through the memfd', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const kvm = Kvm.open();
+    const vm = kvm.createVm();
+    const mem = allocateGuestMemory([{ gpa: 0, size: 2 * MiB }], { hugepages: 'none', shared: true });
+    try {
+      mem.attach(vm);
+      expect(mem.fds.length).toBe(1);
+      mem.write(0x1000, new TextEncoder().encode('shared-with-another-process'));
+      const seen = execFileSync(
+        'dd',
+        [`if=/proc/${process.pid}/fd/${mem.fds[0]}`, 'bs=1', 'skip=4096', 'count=27'],
+        {
+          stdio: ['ignore', 'pipe', 'ignore'],
+        },
+      ).toString();
+      expect(seen).toBe('shared-with-another-process');
+    } finally {
+      vm.close();
+      mem.close();
+      kvm.close();
     }
   });
 });
