@@ -20,6 +20,17 @@ function post(m: FromVmThread): void {
   parentPort!.postMessage(m);
 }
 
+/** A device's counters in one flat object: its stats (or counters), bytesProvided, and its error counts. */
+function deviceStats(device: object): Record<string, unknown> {
+  const d = device as { stats?: object; counters?: object; errors?: object; bytesProvided?: number };
+  return {
+    ...d.counters,
+    ...d.stats,
+    ...(d.bytesProvided !== undefined ? { bytesProvided: d.bytesProvided } : {}),
+    ...(d.errors !== undefined ? { errors: d.errors } : {}),
+  };
+}
+
 function stats(b: BuiltVm) {
   return {
     exits: b.loop.exits,
@@ -28,7 +39,7 @@ function stats(b: BuiltVm) {
     devices: Object.fromEntries(
       b.virtio.map((v) => [
         `${v.name}@${v.slot}`,
-        { transport: v.transport.stats, device: (v.device as { stats?: unknown }).stats },
+        { transport: v.transport.stats, device: deviceStats(v.device) },
       ]),
     ),
   };

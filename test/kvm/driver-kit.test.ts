@@ -359,6 +359,14 @@ function checkFullRun(r: KitRun, dataPathExits: { value: number }): void {
     bytesToHost: 32 + 30,
     bytesToGuest: 32 + 30,
   });
+  // The host side of the balloon: every inflated page was handed back (madvise), then deflated.
+  expect(d['virtio-balloon@6'].device).toMatchObject({
+    inflatedPages: BALLOON_PAGES,
+    deflatedPages: BALLOON_PAGES,
+    invalidPfns: 0,
+    discardErrors: 0,
+  });
+  expect(d['virtio-rng@5'].device!.bytesProvided).toBeGreaterThanOrEqual(128);
   dataPathExits.value = r.stats!.exits;
 }
 

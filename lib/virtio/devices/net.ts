@@ -336,7 +336,8 @@ export class VirtioNet extends VirtioDeviceBase {
   }
 
   reset(): void {
-    // Frames queued for the old driver instance are stale for the new one.
+    // Frames queued for the old driver instance are stale for the new one: dropped, and counted.
+    this.stats.rxDropped += this.pending.length;
     this.pending = [];
   }
 
