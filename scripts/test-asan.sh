@@ -17,6 +17,9 @@
 #                                the child's death.
 #   halt_on_error stays on (ASan's default): the first error aborts. UBSan is made fatal the same way.
 # - The script fails if the build fails, if vitest fails, or if any sanitizer report was written.
+#
+# `bash scripts/test-asan.sh --selftest` proves the detection path instead: it builds a tiny addon with a
+# deliberate heap overflow and checks that loading it under the same options fails with an ASan report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,9 +52,40 @@ if [ -z "$NODE_INC" ]; then
   exit 1
 fi
 ADDON_API=$(node -p "require('node-addon-api').include_dir")
+SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+ASAN_OPTS="detect_leaks=0:allow_user_segv_handler=1:handle_segv=0:halt_on_error=1:abort_on_error=0:print_summary=1"
+
+if [ "${1:-}" = "--selftest" ]; then
+  dir=build-asan/selftest
+  mkdir -p "$dir"
+  rm -f "$dir"/log.*
+  printf '%s\n' \
+    '#include <node_api.h>' \
+    '#include <cstdlib>' \
+    '// Loading this addon writes one byte past an 8-byte heap block.' \
+    'static napi_value Init(napi_env env, napi_value exports) {' \
+    '  volatile char* p = static_cast<char*>(malloc(8));' \
+    '  p[8] = 1;' \
+    '  free(const_cast<char*>(p));' \
+    '  return exports;' \
+    '}' \
+    'NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)' >"$dir/overflow.cc"
+  # shellcheck disable=SC2086
+  "$CXX" -shared -fPIC -g $SAN -I"$NODE_INC" "$dir/overflow.cc" -o "$dir/overflow.node"
+  if env LD_PRELOAD="$LIBASAN" ASAN_OPTIONS="$ASAN_OPTS:log_path=$PWD/$dir/log" \
+    node -e "require('./$dir/overflow.node')" 2>/dev/null; then
+    echo "test-asan --selftest: FAILED: the overflowing addon loaded without an error" >&2
+    exit 1
+  fi
+  if ! grep -q "heap-buffer-overflow" "$dir"/log.* 2>/dev/null; then
+    echo "test-asan --selftest: FAILED: no AddressSanitizer report was written" >&2
+    exit 1
+  fi
+  echo "test-asan --selftest: ok (the deliberate heap overflow was caught and reported)"
+  exit 0
+fi
 
 echo "== building $OUT/node_kvm.node with -fsanitize=address,undefined ($NODE_INC)"
-SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 pids=()
 objs=()
 for src in native/*.cc; do
@@ -77,14 +111,44 @@ echo "== building the TypeScript (the VM thread runs the compiled dist/ copy) an
 npm run --silent build:ts
 npm run --silent build:payloads
 
+# LD_PRELOAD must reach every node process (vitest's forks, the CLI and VMM children tests spawn: they load the
+# ASan-built addon, which needs the runtime first), but not the other programs tests run (dd, ip, mount...):
+# uninstrumented tools trip over ASan's strict allocator (e.g. dd's aligned_alloc(4096, 1) is an ASan error).
+# Every node process imports this module first (NODE_OPTIONS=--import), which drops LD_PRELOAD from the
+# environment of a child unless it is node or its arguments run node (script -c "node ...", sh -c "node ...").
+cat >build-asan/asan-children.mjs <<'JS'
+import { createRequire, syncBuiltinESMExports } from 'node:module';
+const cp = createRequire(import.meta.url)('node:child_process');
+const runsNode = (s) => typeof s === 'string' && (s.includes(process.execPath) || /(^|[\s/])node(\s|$)/.test(s));
+const isNode = (file, rest) => runsNode(file) || (Array.isArray(rest[0]) && rest[0].some(runsNode));
+const clean = (options) => {
+  const env = { ...(options.env ?? process.env) };
+  delete env.LD_PRELOAD;
+  return { ...options, env };
+};
+const wrap = (original) =>
+  function (file, ...rest) {
+    if (isNode(file, rest)) return original.call(this, file, ...rest);
+    const i = Array.isArray(rest[0]) ? 1 : 0;
+    if (rest[i] === undefined || rest[i] === null) rest[i] = {};
+    else if (typeof rest[i] === 'function') rest.splice(i, 0, {});
+    rest[i] = clean(rest[i]);
+    return original.call(this, file, ...rest);
+  };
+for (const name of ['spawn', 'spawnSync', 'execFile', 'execFileSync', 'exec', 'execSync']) cp[name] = wrap(cp[name]);
+syncBuiltinESMExports();
+JS
+
 echo "== vitest run test/kvm under ASan + UBSan"
 status=0
 env \
+  NODE_OPTIONS="--import $PWD/build-asan/asan-children.mjs ${NODE_OPTIONS:-}" \
   NODE_KVM_ADDON="$OUT/node_kvm.node" \
+  NODE_KVM_ASAN=1 \
   LD_PRELOAD="$LIBASAN" \
-  ASAN_OPTIONS="detect_leaks=0:allow_user_segv_handler=1:handle_segv=0:halt_on_error=1:abort_on_error=0:print_summary=1:log_path=$PWD/$LOGS/asan" \
+  ASAN_OPTIONS="$ASAN_OPTS:log_path=$PWD/$LOGS/asan" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$PWD/$LOGS/ubsan" \
-  npx vitest run test/kvm "$@" || status=$?
+  node node_modules/vitest/vitest.mjs run test/kvm "$@" || status=$?
 
 reports=$(find "$LOGS" -type f | sort)
 if [ -n "$reports" ]; then

@@ -105,6 +105,11 @@ function sparseImage(dir: string, name: string, size: number): string {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls until fn() holds (a MicroVm's last fds close when its worker exits, a moment after `exited`). */
+async function eventually(fn: () => boolean | Promise<boolean>, ms = 3000): Promise<void> {
+  for (const end = Date.now() + ms; !(await fn()) && Date.now() < end;) await sleep(20);
+}
+
 let work: string;
 beforeAll(() => {
   // The guest payload is assembled from source; this is a no-op when build/payloads is up to date.
@@ -365,6 +370,7 @@ describeKvm('a tap device that vanishes', () => {
         expect(await vm.stop()).toEqual({ reason: 'stopped' });
         spawnSync('ip', ['link', 'delete', name], { stdio: 'ignore' });
       }
+      await eventually(async () => (await openFdCount()) === fdsBefore);
       expect(await openFdCount()).toBe(fdsBefore);
     },
   );

@@ -27,6 +27,12 @@ const SLOT1 = 0xd000_1000;
 const PATTERN = 0x4e4f44454b564d21n;
 const LIFECYCLES = Number(process.env.NODE_KVM_LIFECYCLES ?? 10_000);
 const SOAK_SECONDS = Number(process.env.NODE_KVM_SOAK_SECONDS ?? 12);
+/**
+ * Under AddressSanitizer (npm run test:asan) freed memory sits in ASan's quarantine (up to 256 MiB by design)
+ * and its allocator maps regions per thread, so RSS and mapping counts are only judged without it; fd counts
+ * are judged always.
+ */
+const ASAN = process.env.NODE_KVM_ASAN === '1';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -137,9 +143,11 @@ describeKvm('resources', () => {
       );
       expect(mid.fds).toBe(before.fds);
       expect(after.fds).toBe(before.fds);
-      expect(after.maps - mid.maps).toBeLessThanOrEqual(4);
-      // One 4 KiB page per VM would be 20 MiB over the second half.
-      expect(after.rss - mid.rss).toBeLessThan(5);
+      if (!ASAN) {
+        expect(after.maps - mid.maps).toBeLessThanOrEqual(4);
+        // One 4 KiB page per VM would be 20 MiB over the second half.
+        expect(after.rss - mid.rss).toBeLessThan(5);
+      }
     },
   );
 
@@ -181,8 +189,10 @@ describeKvm('resources', () => {
       `[resources] 8 MicroVms at once: each flushed >= ${progress} blocks; after a second batch mappings ` +
         `${maps} -> ${mappings()}, RSS ${rss.toFixed(1)} -> ${rssMiB().toFixed(1)} MiB`,
     );
-    expect(mappings() - maps).toBeLessThanOrEqual(4);
-    expect(rssMiB() - rss).toBeLessThan(16);
+    if (!ASAN) {
+      expect(mappings() - maps).toBeLessThanOrEqual(4);
+      expect(rssMiB() - rss).toBeLessThan(16);
+    }
   });
 
   it(
@@ -241,8 +251,10 @@ describeKvm('resources', () => {
       expect(net.device.rxFrames).toBeGreaterThan(echoed / 2);
       for (const d of [blk, net]) expect(d.transport).toMatchObject({ internalErrors: 0, needsResets: 0 });
       // Flat: nothing grows with the work done (tens of thousands of requests).
-      expect(growth).toBeLessThan(12);
-      expect(lateGrowth).toBeLessThan(4);
+      if (!ASAN) {
+        expect(growth).toBeLessThan(12);
+        expect(lateGrowth).toBeLessThan(4);
+      }
       await eventually(() => fds() === before);
       expect(fds()).toBe(before);
     },
