@@ -77,14 +77,15 @@ function packageRoot(): string {
   return dir;
 }
 
-function saveFailure(root: string, fixtures: string, f: FuzzFailure, seed: number): string {
+function saveFailure(root: string, fixtures: string, f: FuzzFailure, o: RunOptions): string {
   const dir = join(fixtures, f.target);
   mkdirSync(dir, { recursive: true });
   const bin = join(dir, `${f.hash}.bin`);
   writeFileSync(bin, f.input);
   writeFileSync(
     join(dir, `${f.hash}.txt`),
-    `${f.message.slice(0, 2000)}\nsignature: ${f.signature}\nfound by: npm run fuzz -- --target ${f.target} --seed ${seed}\n`,
+    `${f.message.slice(0, 2000)}\nsignature: ${f.signature}\n` +
+      `found by: npm run fuzz -- --target ${f.target} --seed ${o.seed} --cases ${o.cases} --jobs ${o.jobs}\n`,
   );
   return relative(root, bin);
 }
@@ -105,7 +106,6 @@ function workItems(o: RunOptions): WorkItem[] {
       items.push({ target, shard: s, cases, seed: shardSeed(o.seed, target, s) });
     }
   }
-  // Slow targets first, so the pool drains evenly.
   return items;
 }
 
@@ -181,7 +181,7 @@ export async function runFuzz(o: RunOptions, log: (line: string) => void = conso
       const where = seen
         ? `known: ${relative(root, seen.path)}${seen.open ? ` (open: ${seen.open})` : ''}`
         : o.save
-          ? `new fixture ${saveFailure(root, fixtures, f, o.seed)}`
+          ? `new fixture ${saveFailure(root, fixtures, f, o)}`
           : `(not saved, ${f.input.length} bytes)`;
       log(`    FAIL ${f.message.split('\n')[0].slice(0, 160)}\n         -> ${where}`);
     }
