@@ -138,3 +138,23 @@ describeKvm('MicroVm (VM thread)', () => {
     await expect(vm.start()).rejects.toThrow(/disk/);
   });
 });
+
+describeKvm('MicroVm fd hygiene', () => {
+  it("a disk VM's thread exit closes nothing it does not own (fds reused after stop stay open)", async () => {
+    const { mkdtempSync, writeFileSync, openSync, fstatSync, closeSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'node-kvm-fd-'));
+    const disk = join(dir, 'disk.img');
+    writeFileSync(disk, Buffer.alloc(1 << 20));
+    const vm = new MicroVm(cpl3(SPIN, { disks: [{ path: disk }] }));
+    await vm.start();
+    await vm.stop();
+    // Grab fd numbers the VM thread just released, then let the worker finish exiting.
+    const mine = Array.from({ length: 8 }, () => openSync(disk, 'r'));
+    await sleep(300);
+    for (const fd of mine) expect(() => fstatSync(fd)).not.toThrow();
+    for (const fd of mine) closeSync(fd);
+    rmSync(dir, { recursive: true });
+  });
+});

@@ -191,7 +191,9 @@ export class FileBlockBackend implements BlockBackend {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.io.close(this.fd);
+    // Close through node:fs, which opened it: inside a worker, Node tracks fds opened by fs and closes any still
+    // tracked when the worker exits, which would close whatever reused the number.
+    closeSync(this.fd);
   }
 }
 
