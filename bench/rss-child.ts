@@ -61,13 +61,14 @@ async function main(): Promise<void> {
       shmemKb: statusKb('RssShmem'),
     };
     console.log(JSON.stringify(out));
-  } catch (e) {
-    for (const vm of running) await vm.stop();
-    throw e;
+  } finally {
+    // One at a time, letting each VM thread exit fully (see stopDiskVm in bench/virtio.ts). process.exit()
+    // is no shortcut: it waits for workers that sit in a native epoll wait.
+    for (const vm of running) {
+      await vm.stop();
+      await sleep(300);
+    }
   }
-  // Measured: let the process end take the VMs down. (Stopping VMs with disks one after another can hit the
-  // double close described in bench/virtio.ts stopDiskVm.)
-  process.exit(0);
 }
 
 main().catch((e: unknown) => {

@@ -2,7 +2,7 @@
  * VMM memory overhead: RSS of a process running MicroVms minus the guest memory resident in it, each
  * measured in a fresh process (bench/rss-child.ts); the C baseline is the same VM shape driven by raw ioctls.
  */
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,15 +24,16 @@ interface ChildResult {
 function child(ctx: BenchContext, vms: number, disk: string): ChildResult {
   const script = join(ctx.root, 'dist', 'bench', 'rss-child.js');
   const guestBin = join(ctx.build.guestDir, 'virtio-bench.bin');
-  const out = execFileSync(
-    process.execPath,
-    [script, String(vms), String(RAM_MIB), String(TOUCH_MIB), guestBin, disk],
-    {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  return JSON.parse(out.trim().split('\n').pop()!) as ChildResult;
+  const args = [script, String(vms), String(RAM_MIB), String(TOUCH_MIB), guestBin, disk];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 120_000 });
+  // The measurement is the JSON line; it counts even if tearing the VMs down afterwards went wrong.
+  const line = r.stdout?.trim().split('\n').pop() ?? '';
+  if (!line.startsWith('{')) {
+    throw new Error(
+      `rss child (${vms} VMs) failed: ${r.error?.message ?? r.stderr?.trim() ?? `status ${r.status}`}`,
+    );
+  }
+  return JSON.parse(line) as ChildResult;
 }
 
 export async function vmmRss(ctx: BenchContext): Promise<Row[]> {
