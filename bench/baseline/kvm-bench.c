@@ -12,6 +12,8 @@
 //                                     n sequential pread/pwrite of size bytes, wrapping in region, cycling
 //                                     through `buffers` buffers (as the guest cycles its request slots)
 //   rss <ram-mib> <touch-mib>         a VM whose guest touches touch-mib; rss_kb=, guest_kb= (this process)
+//   hold                              keep one more idle VM (real mode, never run) in this process
+//   reset                             close every VM this process keeps (exit/ioeventfd loops, hold)
 //   quit
 // Errors reply "err <message>". Guest binaries (<guest-dir>/<name>.bin) are assembled by the bench from
 // bench/guest/*.S; the JS side loads the very same files.
@@ -524,6 +526,42 @@ static int cmd_rss(uint32_t ram_mib, uint32_t touch_mib) {
   return 0;
 }
 
+static struct vm held_vm;
+static int held = 0;
+
+// A VM that just exists: KVM does measurably less work creating and destroying VMs in a process that already
+// has one, so the lifecycle section runs both sides with and without such a VM.
+static int cmd_hold(void) {
+  if (!held) {
+    if (vm_prepare(&held_vm, 0, "exit-pio-real") < 0) {
+      vm_close(&held_vm);
+      return -1;
+    }
+    held = 1;
+  }
+  printf("ok held=1\n");
+  return 0;
+}
+
+static void close_all(void) {
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 2; j++)
+      if (exit_ready[i][j]) {
+        vm_close(&exit_vms[i][j]);
+        exit_ready[i][j] = 0;
+      }
+  for (int i = 0; i < 2; i++)
+    if (ioefd_fds[i] >= 0) {
+      close(ioefd_fds[i]);
+      ioefd_fds[i] = -1;
+      vm_close(&ioefd_vms[i]);
+    }
+  if (held) {
+    vm_close(&held_vm);
+    held = 0;
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s <guest-dir>  (then commands on stdin; see the source)\n", argv[0]);
@@ -551,6 +589,12 @@ int main(int argc, char** argv) {
     } else if (strcmp(cmd, "blk") == 0 &&
                sscanf(line, "%*s %1023s %1023s %llu %llu %llu %llu", a, b, &x, &y, &z, &w) == 6) {
       rc = cmd_blk(a, b, (uint32_t)x, (uint32_t)y, z, (uint32_t)w);
+    } else if (strcmp(cmd, "hold") == 0) {
+      rc = cmd_hold();
+    } else if (strcmp(cmd, "reset") == 0) {
+      close_all();
+      printf("ok reset=1\n");
+      rc = 0;
     } else if (strcmp(cmd, "rss") == 0 && sscanf(line, "%*s %llu %llu", &x, &y) == 2) {
       rc = cmd_rss((uint32_t)x, (uint32_t)y);
     } else {
@@ -558,13 +602,6 @@ int main(int argc, char** argv) {
     }
     if (rc < 0) printf("err %s\n", errbuf[0] ? errbuf : "failed");
   }
-  for (int i = 0; i < 2; i++)
-    for (int j = 0; j < 2; j++)
-      if (exit_ready[i][j]) vm_close(&exit_vms[i][j]);
-  for (int i = 0; i < 2; i++)
-    if (ioefd_fds[i] >= 0) {
-      close(ioefd_fds[i]);
-      vm_close(&ioefd_vms[i]);
-    }
+  close_all();
   return 0;
 }
