@@ -2,6 +2,7 @@
 
 #include <linux/memfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "addon_data.h"
@@ -67,6 +68,8 @@ GuestMapping::GuestMapping(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Gu
     unsigned int mfd_flags = MFD_CLOEXEC | (hugetlb ? (MFD_HUGETLB | MFD_HUGE_2MB) : 0);
     int fd = memfd_create(name.c_str(), mfd_flags);
     if (fd < 0) ThrowErrno(env, "memfd_create", errno);
+    // memfds start 0777; guest RAM is for its owner (and whoever it hands the fd to), nobody else.
+    fchmod(fd, 0600);
     if (ftruncate(fd, static_cast<off_t>(size)) < 0) {
       int e = errno;
       close(fd);

@@ -122,11 +122,11 @@ static Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   if (fd < 0) ThrowErrno(env, "socket", errno);
   struct stat st;
   if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) unlink(path.c_str());
-  // Owner-only: the socket file is created under a restrictive umask, never world-writable.
-  mode_t old = umask(0177);
+  // Owner-only: bind() creates the socket file with the socket inode's mode (less the umask). fchmod here
+  // instead of changing the process-wide umask, which other threads may be relying on.
+  fchmod(fd, 0600);
   int r = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   int e = errno;
-  umask(old);
   if (r < 0) {
     close(fd);
     ThrowErrno(env, "bind", e, path);

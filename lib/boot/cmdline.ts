@@ -69,7 +69,8 @@ function keyOf(param: string): string {
 const KEY_RE = /^[A-Za-z0-9_.\-[\]]+$/;
 
 function formatParam(key: string, value: string | number | boolean | undefined): string {
-  if (!KEY_RE.test(key))
+  // "--" is not a key: it separates kernel parameters from arguments for init.
+  if (!KEY_RE.test(key) || key === '--')
     throw new BootError('BAD_CMDLINE', `invalid command line key ${JSON.stringify(key)}`);
   if (value === undefined || value === true) return key;
   const text = String(value);

@@ -99,7 +99,8 @@ export function placeBzImage(
   memSize: number,
 ): { load: number; start: number; end: number } {
   const ramEnd = lowRamEnd(memSize);
-  const pref = header.prefAddress;
+  // A preferred address inside the first MiB would overwrite the zero page, command line and page tables.
+  const pref = header.prefAddress >= HIMEM_START ? header.prefAddress : 0;
   const load = pref || HIMEM_START;
   const end = Math.max(alignUp(load, header.kernelAlignment), pref) + header.initSize;
   if (end > ramEnd) {

@@ -41,9 +41,10 @@ export function readHugepagePool(meminfo = '/proc/meminfo'): HugepagePool {
     const m = new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text);
     return m ? Number(m[1]) : 0;
   };
+  // Reserved pages (mapped but not yet touched) still count as free in HugePages_Free; they are taken.
   return {
     total: field('HugePages_Total'),
-    free: field('HugePages_Free'),
+    free: Math.max(0, field('HugePages_Free') - field('HugePages_Rsvd')),
     pageSize: field('Hugepagesize') * 1024,
   };
 }

@@ -429,12 +429,8 @@ describeKvm('an exhausted hugepage pool', () => {
     },
   );
 
-  /**
-   * KNOWN OPEN (lib/memory/allocate.ts readHugepagePool): "free" is HugePages_Free, which still counts pages
-   * that are reserved but not yet touched, so with the whole pool reserved the error says "8 of 8 free". It
-   * should subtract HugePages_Rsvd. When fixed this fails: turn `it.fails` into `it`.
-   */
-  it.runIf(canReserve).fails('the error counts reserved pages as taken', () => {
+  /** HugePages_Free still counts reserved-but-untouched pages; the pool's free count subtracts HugePages_Rsvd. */
+  it.runIf(canReserve)('the error counts reserved pages as taken', () => {
     const all = allocateGuestMemory([{ gpa: 0, size: 16 * MiB }], { hugepages: 'hugetlb' }); // reserved, untouched
     try {
       expect(() => allocateGuestMemory([{ gpa: 0, size: 2 * MiB }], { hugepages: 'hugetlb' })).toThrow(

@@ -210,13 +210,8 @@ describe('files the VMM creates are not world-writable', () => {
       expect(found).toEqual([]);
     });
 
-    /**
-     * KNOWN OPEN: memfd_create makes its inode 0777, and native/guest_mapping.cc keeps that mode, so a shared
-     * guest-memory memfd reads as world-writable (reachable by path only through /proc/<pid>/fd, which needs
-     * ptrace rights, or by fd passing). Fix: fchmod(fd, 0600) right after memfd_create (verified to work on this
-     * kernel). When that lands this test fails: turn `it.fails` into `it`.
-     */
-    it.fails('shared guest memory (memfd) is not world-writable', async () => {
+    /** memfd_create makes its inode 0777; node-kvm narrows it to 0600 at once. */
+    it('shared guest memory (memfd) is not world-writable', async () => {
       const before = fdTargets();
       const vm = new MicroVm(running({ memory: { size: 16 * MiB, shared: true } }));
       await vm.start();

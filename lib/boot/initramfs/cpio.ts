@@ -49,6 +49,32 @@ function checkPerm(mode: number, path: string): number {
 }
 
 /** Accumulates entries (creating missing parent directories) and writes the archive. */
+function validateEntry(entry: CpioEntry, path: string): void {
+  switch (entry.type) {
+    case 'symlink':
+      if (entry.target === '' || entry.target.includes('\0')) fail(`bad symlink target for ${path}`);
+      break;
+    case 'char':
+    case 'block':
+      for (const n of [entry.major, entry.minor]) {
+        if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) fail(`bad device number ${n} for ${path}`);
+      }
+      checkPerm(entry.mode ?? 0o600, path);
+      break;
+    case 'file':
+      checkPerm(entry.mode ?? 0o644, path);
+      break;
+    case 'dir':
+      checkPerm(entry.mode ?? 0o755, path);
+      break;
+    case 'fifo':
+      checkPerm(entry.mode ?? 0o644, path);
+      break;
+    default:
+      fail(`unknown cpio entry type for ${path}`);
+  }
+}
+
 export class CpioWriter {
   private readonly chunks: Uint8Array[] = [];
   private readonly seen = new Map<string, CpioEntry['type']>();
@@ -65,6 +91,8 @@ export class CpioWriter {
   add(entry: CpioEntry): this {
     if (this.finished) fail('cpio archive already finished');
     const path = normalizeCpioPath(entry.path);
+    // Validate everything first: a rejected entry must leave no trace (no parents, no 'seen' record).
+    validateEntry(entry, path);
     this.ensureParents(path);
     const prev = this.seen.get(path);
     if (prev !== undefined) {
