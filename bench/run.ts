@@ -5,7 +5,7 @@
  *   node dist/bench/run.js [--quick] [--only=exits,ioeventfd,lifecycle,touch,vmthread,blk,net,rss] [--out=FILE]
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,12 +53,10 @@ function uptime(): string {
 }
 
 function kvmFlavour(): string {
-  try {
-    readFileSync('/sys/module/kvm_pvm/refcnt');
-    return 'kvm_pvm (CPL0 guest code emulated, CPL3 native)';
-  } catch {
-    return 'hardware KVM';
-  }
+  if (existsSync('/sys/module/kvm_pvm')) return 'kvm_pvm (CPL0 guest code emulated, CPL3 native)';
+  return /\b(vmx|svm)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'))
+    ? 'hardware KVM'
+    : 'KVM (no vmx/svm flag: nested)';
 }
 
 async function main(): Promise<void> {
