@@ -40,17 +40,6 @@ async function stopQuietly(vm: MicroVm): Promise<void> {
   }
 }
 
-/**
- * Stops a VM that had a disk and waits for its VM thread to finish exiting before anything else starts.
- * Workaround: FileBlockBackend opens the image with fs.openSync() inside the worker but closes it with the
- * addon's hostIo.close(), so Node still tracks the fd and closes that number again when the worker exits; a
- * worker started in between can have reused the number (its libuv eventfd) and then aborts in uv_async_send.
- */
-async function stopDiskVm(vm: MicroVm): Promise<void> {
-  await stopQuietly(vm);
-  await sleep(300);
-}
-
 export async function vmThreadExits(ctx: BenchContext): Promise<Row[]> {
   const section = 'Exit round trip through MicroVm (vCPU on a native thread, devices on the VM thread), CPL3';
   ctx.log('exits through the MicroVm VM thread');
@@ -157,7 +146,7 @@ export async function virtioBlock(ctx: BenchContext): Promise<Row[]> {
             ratio.push(hostMs / ms);
           }
         } finally {
-          await stopDiskVm(vm);
+          await stopQuietly(vm);
         }
         rows.push(
           row({
