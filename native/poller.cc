@@ -1,6 +1,7 @@
 #include "poller.h"
 
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -60,7 +61,7 @@ Napi::Value Poller::Remove(const Napi::CallbackInfo& info) {
   return Ctl(info, CheckedFd(info.Env()), EPOLL_CTL_DEL);
 }
 
-// wait(out: Int32Array, timeoutMs) → n; out holds [tag, events] pairs. EINTR counts as 0 events.
+// wait(out: Int32Array, timeoutMs, spinMicros = 0) → n; out holds [tag, events] pairs. EINTR counts as 0.
 Napi::Value Poller::Wait(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int epfd = CheckedFd(env);
@@ -70,11 +71,27 @@ Napi::Value Poller::Wait(const Napi::CallbackInfo& info) {
   }
   Napi::Int32Array out = v.As<Napi::Int32Array>();
   int timeout = ArgI32(info, 1, "timeoutMs");
+  int64_t spin_ns =
+      info.Length() > 2 && !info[2].IsUndefined() ? int64_t{ArgU32(info, 2, "spinMicros")} * 1000 : 0;
   int max = static_cast<int>(out.ElementLength() / 2);
   if (max <= 0) ThrowRange(env, "out must hold at least one [tag, events] pair");
   if (max > 64) max = 64;
   epoll_event events[64];
-  int n = epoll_wait(epfd, events, max, timeout);
+  int n = 0;
+  // Poll without sleeping for up to spinMicros first: a vCPU exit usually follows within microseconds, and
+  // sleeping in epoll_wait adds a wake-up latency to every one.
+  if (spin_ns > 0 && timeout != 0) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t deadline = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec + spin_ns;
+    for (;;) {
+      n = epoll_wait(epfd, events, max, 0);
+      if (n != 0) break;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      if (static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec >= deadline) break;
+    }
+  }
+  if (n == 0) n = epoll_wait(epfd, events, max, timeout);
   if (n < 0) {
     if (errno == EINTR) return Napi::Number::New(env, 0);
     ThrowErrno(env, "epoll_wait", errno);

@@ -1,5 +1,6 @@
 #include "vcpu_thread.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -17,12 +18,21 @@ Napi::Function VcpuThread::Init(Napi::Env env) {
                          InstanceAccessor<&VcpuThread::GetState>("state"),
                          InstanceAccessor<&VcpuThread::LastExit>("lastExit"),
                          InstanceAccessor<&VcpuThread::Exits>("exits"),
+                         InstanceMethod<&VcpuThread::TakeExit>("takeExit"),
                      });
 }
 
-// new VcpuThread(vcpuFd, notifyEventFd)
+static int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// new VcpuThread(vcpuFd, notifyEventFd, spinMicros = 50)
 VcpuThread::VcpuThread(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VcpuThread>(info) {
   Napi::Env env = info.Env();
+  if (info.Length() > 2 && !info[2].IsUndefined())
+    spin_ns_ = static_cast<int64_t>(ArgU32(info, 2, "spinMicros")) * 1000;
   VcpuFd* vcpu = VcpuFd::Unwrap(info[0]);
   if (vcpu == nullptr) ThrowType(env, "vcpu must be a VcpuFd");
   vcpu_ = vcpu->state();
@@ -70,9 +80,17 @@ void VcpuThread::Loop() {
     last_exit_ = r;
     exits_++;
     state_ = kExited;
-    resume_ = false;
+    resume_.store(false);
     Notify();
-    cv_.wait(lock, [this] { return resume_ || stop_requested_; });
+    // Spin a little first: the VM thread usually handles the exit within microseconds, and a futex sleep plus
+    // wake-up costs more than that.
+    lock.unlock();
+    for (int64_t deadline = NowNs() + spin_ns_;
+         !resume_.load() && !stop_flag_.load() && NowNs() < deadline;) {
+      __builtin_ia32_pause();
+    }
+    lock.lock();
+    cv_.wait(lock, [this] { return resume_.load() || stop_requested_; });
   }
   state_ = kStopped;
   Notify();
@@ -93,7 +111,8 @@ Napi::Value VcpuThread::Resume(const Napi::CallbackInfo& info) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (state_ != kExited) ThrowRange(info.Env(), "resume() is only valid after an exit");
-    resume_ = true;
+    state_ = kRunning;
+    resume_.store(true);
   }
   cv_.notify_all();
   return info.Env().Undefined();
@@ -122,6 +141,7 @@ void VcpuThread::StopAndJoin() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_requested_ = true;
+    stop_flag_.store(true);
   }
   cv_.notify_all();
   if (thread_.joinable()) {
@@ -150,6 +170,20 @@ Napi::Value VcpuThread::GetState(const Napi::CallbackInfo& info) {
 Napi::Value VcpuThread::LastExit(const Napi::CallbackInfo& info) {
   std::lock_guard<std::mutex> lock(mu_);
   return Napi::Number::New(info.Env(), last_exit_);
+}
+
+// takeExit(): consumes the notification and returns the pending exit (an exit reason, or -errno when KVM_RUN
+// failed), or NO_EXIT_BASE - state when the thread is not parked on an exit. One call per exit on the hot
+// path.
+Napi::Value VcpuThread::TakeExit(const Napi::CallbackInfo& info) {
+  uint64_t counter;
+  ssize_t n;
+  do {
+    n = read(notify_fd_, &counter, sizeof counter);
+  } while (n < 0 && errno == EINTR);
+  std::lock_guard<std::mutex> lock(mu_);
+  return Napi::Number::New(info.Env(),
+                           state_ == kExited ? last_exit_ : kNoExitBase - static_cast<int>(state_));
 }
 
 Napi::Value VcpuThread::Exits(const Napi::CallbackInfo& info) {

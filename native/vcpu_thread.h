@@ -16,6 +16,8 @@ namespace nodekvm {
 class VcpuThread : public Napi::ObjectWrap<VcpuThread> {
  public:
   enum State { kIdle = 0, kRunning = 1, kExited = 2, kPaused = 3, kStopped = 4 };
+  // takeExit() returns kNoExitBase - state when there is no exit to handle.
+  static constexpr int kNoExitBase = -0x10000;
 
   static Napi::Function Init(Napi::Env env);
   explicit VcpuThread(const Napi::CallbackInfo& info);
@@ -33,6 +35,7 @@ class VcpuThread : public Napi::ObjectWrap<VcpuThread> {
   Napi::Value GetState(const Napi::CallbackInfo& info);
   Napi::Value LastExit(const Napi::CallbackInfo& info);
   Napi::Value Exits(const Napi::CallbackInfo& info);
+  Napi::Value TakeExit(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VcpuState> vcpu_;
   int notify_fd_ = -1;
@@ -40,7 +43,11 @@ class VcpuThread : public Napi::ObjectWrap<VcpuThread> {
   std::mutex mu_;
   std::condition_variable cv_;
   State state_ = kIdle;
-  bool resume_ = false;
+  // Atomic so the vCPU thread can spin on it briefly before sleeping on the condition variable.
+  std::atomic<bool> resume_{false};
+  std::atomic<bool> stop_flag_{false};
+  // How long the vCPU thread spins for a resume before sleeping (the VM thread usually answers in a few µs).
+  int64_t spin_ns_ = 50000;
   bool pause_requested_ = false;
   bool stop_requested_ = false;
   int last_exit_ = 0;

@@ -133,6 +133,9 @@ export const GuestDebugFlag = {
 /** KVM_CREATE_PIT2 flags */
 export const PIT_SPEAKER_DUMMY = 1;
 
+/** VcpuThread.takeExit() returns VCPU_NO_EXIT_BASE - state when no exit is pending. */
+export const VCPU_NO_EXIT_BASE = -0x10000;
+
 /** VcpuThread.state values (native/vcpu_thread.h). */
 export const VcpuThreadState = {
   IDLE: 0,

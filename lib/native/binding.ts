@@ -150,8 +150,11 @@ export interface NativePoller {
   add(fd: number, events: number, tag: number): void;
   modify(fd: number, events: number, tag: number): void;
   remove(fd: number): void;
-  /** Waits up to timeoutMs (-1 = forever); writes [tag, events] pairs into out and returns how many. */
-  wait(out: Int32Array, timeoutMs: number): number;
+  /**
+   * Waits up to timeoutMs (-1 = forever), polling without sleeping for the first spinMicros; writes [tag, events]
+   * pairs into out and returns how many.
+   */
+  wait(out: Int32Array, timeoutMs: number, spinMicros?: number): number;
   close(): void;
 }
 
@@ -163,6 +166,11 @@ export interface NativeVcpuThread {
   readonly lastExit: number;
   /** Exits handed to the VMM so far. */
   readonly exits: number;
+  /**
+   * Consumes the notification and returns the pending exit (a KVM exit reason, or -errno when KVM_RUN failed), or
+   * VCPU_NO_EXIT_BASE - state when the thread is not parked on an exit.
+   */
+  takeExit(): number;
   start(): void;
   /** After an exit was handled through the kvm_run page: enter the guest again. */
   resume(): void;
@@ -185,7 +193,8 @@ export interface NativeBinding {
   ) => NativeGuestMapping;
   EventFd: new (initval: number, nonblocking: boolean, semaphore: boolean) => NativeEventFd;
   Poller: new () => NativePoller;
-  VcpuThread: new (vcpu: NativeVcpuFd, notifyEventFd: number) => NativeVcpuThread;
+  /** spinMicros: how long the vCPU thread polls for resume() before sleeping (default 50). */
+  VcpuThread: new (vcpu: NativeVcpuFd, notifyEventFd: number, spinMicros?: number) => NativeVcpuThread;
   hostIo: NativeHostIo;
   /** sizeof() of the kernel structs this build was compiled against. */
   structSizes: Readonly<Record<string, number>>;

@@ -4,7 +4,7 @@
  * thread, and this loop handles it through the vCPU's kvm_run page and releases it.
  */
 import type { MmioBus, PioBus } from '../bus/bus.js';
-import { VcpuThreadState } from '../kvm/constants.js';
+import { VCPU_NO_EXIT_BASE, VcpuThreadState } from '../kvm/constants.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import { native, type NativeEventFd, type NativePoller, type NativeVcpuThread } from '../native/binding.js';
 import { dispatchDeviceExit, stopReasonForExit, type ExitPolicy } from './run-loop.js';
@@ -16,6 +16,14 @@ export const POLL_OUT = 0x4;
 export const POLL_ERR = 0x8;
 export const POLL_HUP = 0x10;
 export const POLL_RDHUP = 0x2000;
+
+/**
+ * Adaptive polling before sleeping (µs), as KVM's halt_poll_ns: while events keep arriving within MAX_SPIN_MICROS
+ * the polling window doubles (so it comes to cover the gap between exits); longer gaps halve it, down to no
+ * polling at all when the VM is quiet.
+ */
+const MAX_SPIN_MICROS = 200;
+const MIN_SPIN_MICROS = 10;
 
 /** How devices and backends ask the VM thread to watch an fd. */
 export interface FdWatcher {
@@ -51,6 +59,7 @@ export class VmLoop implements FdWatcher {
   private readonly runners: VcpuRunner[] = [];
   private readonly timers: Timer[] = [];
   private nextTag = 1;
+  private spinMicros = 0;
   private pauseWaiters: (() => void)[] = [];
   /** Exits handled by this loop (all vCPUs). */
   exits = 0;
@@ -98,17 +107,16 @@ export class VmLoop implements FdWatcher {
   }
 
   private onVcpuNotify(r: VcpuRunner): void {
-    r.notify.read();
-    const state = r.thread.state;
-    if (state === VcpuThreadState.PAUSED) {
-      r.paused = true;
-      if (this.runners.every((x) => x.paused)) {
-        for (const w of this.pauseWaiters.splice(0)) w();
+    const code = r.thread.takeExit();
+    if (code <= VCPU_NO_EXIT_BASE) {
+      if (VCPU_NO_EXIT_BASE - code === VcpuThreadState.PAUSED) {
+        r.paused = true;
+        if (this.runners.every((x) => x.paused)) {
+          for (const w of this.pauseWaiters.splice(0)) w();
+        }
       }
       return;
     }
-    if (state !== VcpuThreadState.EXITED) return;
-    const code = r.thread.lastExit;
     this.exits++;
     if (code < 0) {
       this.o.control.requestStop({
@@ -138,6 +146,14 @@ export class VmLoop implements FdWatcher {
     if (this.o.control.stopRequested === undefined) r.thread.resume();
   }
 
+  private adaptSpin(waitedMicros: number): void {
+    if (waitedMicros <= MAX_SPIN_MICROS) {
+      this.spinMicros = Math.min(MAX_SPIN_MICROS, Math.max(MIN_SPIN_MICROS, this.spinMicros * 2));
+    } else {
+      this.spinMicros = this.spinMicros / 2 < MIN_SPIN_MICROS ? 0 : Math.floor(this.spinMicros / 2);
+    }
+  }
+
   /** Parks every vCPU; calls done once all are parked. */
   pause(done: () => void): void {
     this.pauseWaiters.push(done);
@@ -164,7 +180,9 @@ export class VmLoop implements FdWatcher {
       if (stop !== undefined) return stop;
       let timeout = -1;
       if (this.timers.length > 0) timeout = Math.max(0, Math.ceil(this.timers[0].at - performance.now()));
-      const n = this.poller.wait(this.events, timeout);
+      const started = performance.now();
+      const n = this.poller.wait(this.events, timeout, this.spinMicros);
+      if (this.runners.length > 0) this.adaptSpin((performance.now() - started) * 1000);
       for (let i = 0; i < n; i++) {
         const handler = this.handlers.get(this.events[2 * i]);
         if (handler === undefined) continue;

@@ -28,3 +28,22 @@ export async function openFdCount(): Promise<number> {
   const { readdirSync } = await import('node:fs');
   return readdirSync('/proc/self/fd').length;
 }
+
+/** The fds this process has open, as "number -> target" strings (to compare before and after a test). */
+export async function openFds(): Promise<Set<string>> {
+  const { readdirSync, readlinkSync } = await import('node:fs');
+  const out = new Set<string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      out.add(`${fd} -> ${readlinkSync(`/proc/self/fd/${fd}`)}`);
+    } catch {
+      // closed while listing
+    }
+  }
+  return out;
+}
+
+/** fds open now that were not open in `before`: what a test leaked (others closing fds does not count). */
+export async function fdsOpenedSince(before: Set<string>): Promise<string[]> {
+  return [...(await openFds())].filter((f) => !before.has(f));
+}
