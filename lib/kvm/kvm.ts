@@ -4,7 +4,11 @@ import { withAccessAdvice } from './errors.js';
 import { STRUCT_SIZES, decodeCpuid2, type CpuidEntry } from './structs.js';
 import { Vm } from './vm.js';
 
+let structSizesChecked = false;
+
 function checkStructSizes(): void {
+  if (structSizesChecked) return;
+  structSizesChecked = true;
   const actual = native().structSizes;
   for (const [name, size] of Object.entries(STRUCT_SIZES)) {
     if (actual[name] !== size) {

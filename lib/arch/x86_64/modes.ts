@@ -60,8 +60,22 @@ export interface EntryOptions {
   stack?: number;
 }
 
+/** A copy deep enough that the builders never modify the caller's object (cheaper than structuredClone). */
 function cloneSregs(s: Sregs): Sregs {
-  return structuredClone(s);
+  return {
+    ...s,
+    cs: { ...s.cs },
+    ds: { ...s.ds },
+    es: { ...s.es },
+    fs: { ...s.fs },
+    gs: { ...s.gs },
+    ss: { ...s.ss },
+    tr: { ...s.tr },
+    ldt: { ...s.ldt },
+    gdt: { ...s.gdt },
+    idt: { ...s.idt },
+    interruptBitmap: [...s.interruptBitmap],
+  };
 }
 
 /** Real mode with every segment at base 0: the payload runs from `entry` (below 64 KiB). */
