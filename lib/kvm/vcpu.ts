@@ -83,7 +83,12 @@ export class Vcpu {
     return decodeRegs(this.regsBuf);
   }
 
-  /** KVM_SET_REGS; fields left out keep their current values. */
+  /** KVM_SET_REGS with every register given (no KVM_GET_REGS first). */
+  setAllRegs(regs: Regs): void {
+    this.fd.setRegs(encodeRegs(regs, this.regsBuf));
+  }
+
+  /** KVM_SET_REGS; fields left out keep their current values (read with KVM_GET_REGS first). */
   setRegs(regs: Partial<Record<keyof Regs, bigint | number>>): void {
     const full = this.getRegs();
     for (const [k, v] of Object.entries(regs)) {
