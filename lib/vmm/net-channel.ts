@@ -20,6 +20,9 @@ export class FrameRing {
   private readonly data: Uint8Array;
   private readonly view: DataView;
   private readonly size: number;
+  /** Length prefix staging (a prefix may wrap around the end of the ring). */
+  private readonly lenBytes = new Uint8Array(4);
+  private readonly lenView = new DataView(this.lenBytes.buffer);
 
   constructor(buffer: SharedArrayBuffer) {
     this.pos = new Int32Array(buffer, 0, 2);
@@ -53,9 +56,8 @@ export class FrameRing {
     const need = 4 + frame.length;
     if (used + need > this.size) return false;
     const at = write % this.size;
-    const len = new Uint8Array(4);
-    new DataView(len.buffer).setUint32(0, frame.length, true);
-    this.copyIn(at, len);
+    this.lenView.setUint32(0, frame.length, true);
+    this.copyIn(at, this.lenBytes);
     this.copyIn((at + 4) % this.size, frame);
     Atomics.store(this.pos, 0, (write + need) & 0x7fff_ffff);
     return true;
@@ -67,9 +69,8 @@ export class FrameRing {
     const write = Atomics.load(this.pos, 0);
     if (readPos === write) return undefined;
     const at = readPos % this.size;
-    const lenBytes = new Uint8Array(4);
-    this.copyOut(at, lenBytes);
-    const len = new DataView(lenBytes.buffer).getUint32(0, true);
+    this.copyOut(at, this.lenBytes);
+    const len = this.lenView.getUint32(0, true);
     if (len === 0 || len > MAX_FRAME || len + 4 > ((write - readPos) | 0)) {
       // A corrupt ring can only come from a bug on the other side: drop everything rather than loop.
       Atomics.store(this.pos, 1, write);
