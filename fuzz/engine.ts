@@ -8,6 +8,7 @@
  * what lets `npm test` run a fixed-seed subset and a failure be reproduced from its seed alone.
  */
 import { createHash } from 'node:crypto';
+import { concat } from '../lib/boot/bytes.js';
 
 export interface FuzzTarget {
   readonly name: string;
@@ -117,17 +118,6 @@ export function failureSignature(error: unknown): { signature: string; message: 
   return { signature: at ? `${masked} @ ${at}` : masked, message };
 }
 
-/** Concatenates byte arrays. */
-function join(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 function writeLe(out: Uint8Array, at: number, value: number, width: number): void {
   for (let i = 0; i < width && at + i < out.length; i++) out[at + i] = (value >>> (8 * i)) & 0xff;
 }
@@ -176,7 +166,7 @@ export function mutate(
         if (n > 1) {
           const at = rng.below(n);
           const len = 1 + rng.below(Math.min(n - at, rng.chance(4) ? n : 32));
-          data = join(data.subarray(0, at), data.subarray(at + len));
+          data = concat([data.subarray(0, at), data.subarray(at + len)]);
         }
         break;
       }
@@ -185,7 +175,7 @@ export function mutate(
         const len = 1 + rng.below(rng.chance(4) ? 256 : 16);
         const chunk = n > 0 && rng.chance(2) ? data.slice(rng.below(n), rng.below(n) + len) : rng.bytes(len);
         const at = rng.below(n + 1);
-        data = join(data.subarray(0, at), chunk, data.subarray(at));
+        data = concat([data.subarray(0, at), chunk, data.subarray(at)]);
         break;
       }
       case 8: {
@@ -204,7 +194,7 @@ export function mutate(
         if (other && other.length > 0 && n > 0) {
           const cut = rng.below(n);
           const from = rng.below(other.length);
-          data = join(data.subarray(0, cut), other.subarray(from));
+          data = concat([data.subarray(0, cut), other.subarray(from)]);
         }
         break;
       }
@@ -256,7 +246,7 @@ export function minimize(
   };
   for (let chunk = Math.max(1, best.length >> 1); chunk >= 1 && tries < budget; chunk >>= 1) {
     for (let at = 0; at < best.length && tries < budget;) {
-      const candidate = join(best.subarray(0, at), best.subarray(at + chunk));
+      const candidate = concat([best.subarray(0, at), best.subarray(at + chunk)]);
       if (stillFails(candidate)) best = candidate;
       else at += chunk;
     }

@@ -36,42 +36,21 @@ import {
 import { FileBlockBackend, VirtioBlock } from '../../lib/virtio/devices/block.js';
 import { EIO, ENOSPC, type BlockFileIo } from '../../lib/virtio/host-io.js';
 import { createMockGuest } from '../../lib/virtio/testing/mock-driver.js';
-import type { MicroVmConfig } from '../../lib/vmm/config.js';
 import { MicroVm } from '../../lib/vmm/micro-vm.js';
 import type { StopReason } from '../../lib/vmm/stop.js';
 import { TinyVm } from '../../lib/vmm/tiny-vm.js';
+import { faultGuest } from '../support/fault-guest.js';
 import { describeKvm, fdsOpenedSince, openFds } from '../support/kvm.js';
 
 const MiB = 1024 * 1024;
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const GUEST = join(root, 'build', 'payloads', 'fault-virtio-guest.bin');
+const guest = faultGuest;
 /** Where the guest's transports are: slot 0, then slot 1 (disks first, then net). */
 const SLOT0 = 0xd000_0000;
 /** The guest's block pattern: 512 copies of PATTERN ^ block index per 4 KiB block. */
 const PATTERN = 0x4e4f44454b564d21n;
 const EXIT_OK = 0x31;
 const isRoot = process.getuid?.() === 0;
-
-/** A MicroVm config running the fault guest in `mode` (see test/payloads/fault-virtio-guest.S). */
-function guest(
-  mode: number,
-  count: number,
-  blk: number,
-  net: number,
-  extra: Partial<MicroVmConfig> = {},
-): MicroVmConfig {
-  return {
-    memory: { size: 16 * MiB },
-    boot: {
-      kind: 'payload',
-      payload: GUEST,
-      mode: 'long-cpl3',
-      regs: { rdi: mode, rsi: count, rdx: blk, rcx: net },
-    },
-    serial: false,
-    ...extra,
-  };
-}
 
 /** One device's entry in VmStats.devices (typed unknown there). */
 function deviceStats<T>(devices: Record<string, unknown>, name: string): T {

@@ -13,15 +13,15 @@ import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { MicroVmConfig } from '../../lib/vmm/config.js';
 import { MicroVm } from '../../lib/vmm/micro-vm.js';
 import { NetChannel, NetChannelPeer } from '../../lib/vmm/net-channel.js';
 import { TinyVm } from '../../lib/vmm/tiny-vm.js';
+import { faultGuest } from '../support/fault-guest.js';
 import { describeKvm } from '../support/kvm.js';
 
 const MiB = 1024 * 1024;
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const GUEST = join(root, 'build', 'payloads', 'fault-virtio-guest.bin');
+const guest = faultGuest;
 const SLOT0 = 0xd000_0000;
 const SLOT1 = 0xd000_1000;
 const PATTERN = 0x4e4f44454b564d21n;
@@ -46,22 +46,6 @@ function mappings(): number {
 function rssMiB(): number {
   gc();
   return process.memoryUsage().rss / MiB;
-}
-
-/** The fault guest (test/payloads/fault-virtio-guest.S) in `mode`. */
-function guest(mode: number, count: number, blk: number, net: number, extra: Partial<MicroVmConfig> = {}) {
-  const config: MicroVmConfig = {
-    memory: { size: 16 * MiB },
-    boot: {
-      kind: 'payload',
-      payload: GUEST,
-      mode: 'long-cpl3',
-      regs: { rdi: mode, rsi: count, rdx: blk, rcx: net },
-    },
-    serial: false,
-    ...extra,
-  };
-  return config;
 }
 
 function image(name: string, size: number): string {

@@ -76,12 +76,12 @@ export function encodeDescriptor(s: Segment): bigint {
   );
 }
 
-/** The 16-byte GDT encoding of a 64-bit TSS descriptor. */
-export function encodeTssDescriptor(base: number, limit: number): [bigint, bigint] {
-  const lo = encodeDescriptor({
+/** A busy 64-bit TSS at base, as KVM's hidden TR state. */
+export function tssSegment(base: number, limit: number, selector = 0): Segment {
+  return {
     base: BigInt(base),
     limit,
-    selector: 0,
+    selector,
     type: TYPE_TSS_BUSY,
     present: 1,
     dpl: 0,
@@ -91,8 +91,12 @@ export function encodeTssDescriptor(base: number, limit: number): [bigint, bigin
     g: 0,
     avl: 0,
     unusable: 0,
-  });
-  return [lo, BigInt(Math.floor(base / 0x1_0000_0000))];
+  };
+}
+
+/** The 16-byte GDT encoding of a 64-bit TSS descriptor. */
+export function encodeTssDescriptor(base: number, limit: number): [bigint, bigint] {
+  return [encodeDescriptor(tssSegment(base, limit)), BigInt(Math.floor(base / 0x1_0000_0000))];
 }
 
 /** Builds the boot GDT bytes. `long` selects a 64-bit (L=1) kernel code segment at SELECTOR_CODE. */

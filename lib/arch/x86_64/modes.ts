@@ -12,9 +12,9 @@ import {
   SELECTOR_USER_DATA,
   TYPE_CODE,
   TYPE_DATA,
-  TYPE_TSS_BUSY,
   GDT_ENTRIES,
   buildGdt,
+  tssSegment,
   flatSegment,
   realModeSegment,
 } from './gdt.js';
@@ -107,23 +107,6 @@ function gdtAndTss(long: boolean): MemoryWrite[] {
   ];
 }
 
-function tssSegment() {
-  return {
-    base: BigInt(BOOT_TSS),
-    limit: TSS_TOTAL - 1,
-    selector: SELECTOR_TSS,
-    type: TYPE_TSS_BUSY,
-    present: 1,
-    dpl: 0,
-    db: 0,
-    s: 0,
-    l: 0,
-    g: 0,
-    avl: 0,
-    unusable: 0,
-  };
-}
-
 /** 32-bit protected mode, flat 4 GiB segments (CS = 0x10, data = 0x18), paging off. */
 export function setupProtectedMode(current: Sregs, o: EntryOptions): CpuSetup {
   const sregs = cloneSregs(current);
@@ -132,7 +115,7 @@ export function setupProtectedMode(current: Sregs, o: EntryOptions): CpuSetup {
   sregs.cs = flatSegment(SELECTOR_CODE, TYPE_CODE);
   for (const name of ['ds', 'es', 'fs', 'gs', 'ss'] as const)
     sregs[name] = flatSegment(SELECTOR_DATA, TYPE_DATA);
-  sregs.tr = tssSegment();
+  sregs.tr = tssSegment(BOOT_TSS, TSS_TOTAL - 1, SELECTOR_TSS);
   sregs.cr0 = (sregs.cr0 | CR0_PE | CR0_ET) & ~(CR0_PG | CR0_CD | CR0_NW);
   return {
     sregs,
