@@ -7,7 +7,7 @@ import { read } from 'node:fs';
 import type { NetBackend } from '../virtio/devices/net.js';
 import { native, type NativeEventFd, type NativeHostIo } from '../native/binding.js';
 import type { NetChannelEnd } from './config.js';
-import { POLL_IN, type FdWatcher } from './vm-loop.js';
+import { FD_IN, type FdWatcher } from '../virtio/host-io.js';
 
 /** Ring header: Int32 [0] = write position, [1] = read position (bytes, monotonically increasing mod 2^31). */
 const HEADER_BYTES = 8;
@@ -131,7 +131,7 @@ export class ChannelNetBackend implements NetBackend {
 
   attach(receive: (frame: Uint8Array) => void): void {
     this.receive = receive;
-    this.watcher.watch(this.end.rxDoorbell, POLL_IN, () => {
+    this.watcher.watch(this.end.rxDoorbell, FD_IN, () => {
       this.io.read(this.end.rxDoorbell, this.scratch);
       for (let f = this.rx.pop(); f !== undefined; f = this.rx.pop()) this.receive?.(f);
     });

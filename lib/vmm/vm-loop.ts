@@ -7,15 +7,9 @@ import type { MmioBus, PioBus } from '../bus/bus.js';
 import { VCPU_NO_EXIT_BASE, VcpuThreadState } from '../kvm/constants.js';
 import type { Vcpu } from '../kvm/vcpu.js';
 import { native, type NativeEventFd, type NativePoller, type NativeVcpuThread } from '../native/binding.js';
+import { FD_IN, type FdWatcher } from '../virtio/host-io.js';
 import { dispatchDeviceExit, stopReasonForExit, type ExitPolicy } from './run-loop.js';
 import { VmControl, type StopReason } from './stop.js';
-
-/** epoll event bits. */
-export const POLL_IN = 0x1;
-export const POLL_OUT = 0x4;
-export const POLL_ERR = 0x8;
-export const POLL_HUP = 0x10;
-export const POLL_RDHUP = 0x2000;
 
 /**
  * Adaptive polling before sleeping (µs), as KVM's halt_poll_ns: while events keep arriving within MAX_SPIN_MICROS
@@ -24,12 +18,6 @@ export const POLL_RDHUP = 0x2000;
  */
 const MAX_SPIN_MICROS = 200;
 const MIN_SPIN_MICROS = 10;
-
-/** How devices and backends ask the VM thread to watch an fd. */
-export interface FdWatcher {
-  watch(fd: number, events: number, onEvent: (events: number) => void): void;
-  unwatch(fd: number): void;
-}
 
 interface VcpuRunner {
   vcpu: Vcpu;
@@ -103,7 +91,7 @@ export class VmLoop implements FdWatcher {
     const thread = new (native().VcpuThread)(vcpu.nativeHandle, notify.fd);
     const runner: VcpuRunner = { vcpu, thread, notify, paused: false };
     this.runners.push(runner);
-    this.watch(notify.fd, POLL_IN, () => this.onVcpuNotify(runner));
+    this.watch(notify.fd, FD_IN, () => this.onVcpuNotify(runner));
   }
 
   private onVcpuNotify(r: VcpuRunner): void {
