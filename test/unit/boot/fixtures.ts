@@ -1,7 +1,6 @@
 /** Synthetic kernels for the boot tests: a tiny ELF64 "vmlinux" and a bzImage wrapping it. */
 import { gzipSync } from 'node:zlib';
 import { guestAssetsDir as libGuestAssetsDir } from '../../../lib/boot/initramfs/assets.js';
-import type { Sregs } from '../../../lib/kvm/structs.js';
 
 export interface FakeElfOptions {
   /** Physical address of the first segment (the entry point). */
@@ -145,40 +144,5 @@ export function guestAssetsDir(): string {
   return libGuestAssetsDir(new URL('../../..', import.meta.url).pathname);
 }
 
-const seg = {
-  base: 0n,
-  limit: 0xffff,
-  selector: 0,
-  type: 3,
-  present: 1,
-  dpl: 0,
-  db: 0,
-  s: 1,
-  l: 0,
-  g: 0,
-  avl: 0,
-  unusable: 0,
-};
-/** Special registers as a freshly created vCPU has them. */
-export function resetSregs(): Sregs {
-  return {
-    cs: { ...seg, type: 0xb, selector: 0xf000, base: 0xffff0000n },
-    ds: { ...seg },
-    es: { ...seg },
-    fs: { ...seg },
-    gs: { ...seg },
-    ss: { ...seg },
-    tr: { ...seg, type: 0xb, s: 0 },
-    ldt: { ...seg, type: 2, s: 0 },
-    gdt: { base: 0n, limit: 0xffff },
-    idt: { base: 0n, limit: 0xffff },
-    cr0: 0x6000_0010n,
-    cr2: 0n,
-    cr3: 0n,
-    cr4: 0n,
-    cr8: 0n,
-    efer: 0n,
-    apicBase: 0xfee0_0900n,
-    interruptBitmap: [0n, 0n, 0n, 0n],
-  };
-}
+/** Special registers as a freshly created vCPU has them (one definition, shared with the boot fuzzer). */
+export { resetSregs } from '../../../fuzz/targets/boot.js';
