@@ -7,6 +7,7 @@
  * Each target returns an outcome label (which check rejected the input, or what kind of success): the fuzz
  * engine uses new labels as feedback to grow its corpus.
  */
+import { realModeSegment } from '../../lib/arch/x86_64/gdt.js';
 import { CMDLINE_START, HIMEM_START, ZERO_PAGE, ramRegions } from '../../lib/arch/x86_64/layout.js';
 import type { MemoryWrite } from '../../lib/arch/x86_64/paging.js';
 import * as aml from '../../lib/boot/acpi/aml.js';
@@ -24,7 +25,7 @@ import { CpioWriter, type CpioEntry } from '../../lib/boot/initramfs/cpio.js';
 import { buildLinuxBoot, placeBzImage, type LinuxEntry } from '../../lib/boot/linux.js';
 import { decodeLz4Block } from '../../lib/boot/lz4.js';
 import { compressedPayload, parseSetupHeader, protectedModeKernel } from '../../lib/boot/setup-header.js';
-import type { Segment, Sregs } from '../../lib/kvm/structs.js';
+import type { Sregs } from '../../lib/kvm/structs.js';
 import { ByteReader, FuzzInvariantError } from '../../lib/virtio/testing/fuzz-targets.js';
 import type { FuzzTarget } from '../engine.js';
 import { gzipPayload, lz4Payload, seedBzImage, seedElf } from './seeds.js';
@@ -219,34 +220,17 @@ function runElf(image: Uint8Array): string {
 
 // --- The whole Linux boot plan --------------------------------------------------------------------------------
 
-function seg(selector: number, type: number, base = 0n): Segment {
-  return {
-    base,
-    limit: 0xffff,
-    selector,
-    type,
-    present: 1,
-    dpl: 0,
-    db: 0,
-    s: 1,
-    l: 0,
-    g: 0,
-    avl: 0,
-    unusable: 0,
-  };
-}
-
 /** Special registers as a freshly created vCPU has them. */
 export function resetSregs(): Sregs {
   return {
-    cs: seg(0xf000, 0xb, 0xffff0000n),
-    ds: seg(0, 3),
-    es: seg(0, 3),
-    fs: seg(0, 3),
-    gs: seg(0, 3),
-    ss: seg(0, 3),
-    tr: { ...seg(0, 0xb), s: 0 },
-    ldt: { ...seg(0, 2), s: 0 },
+    cs: { ...realModeSegment(0xf000, 0xb), base: 0xffff0000n },
+    ds: realModeSegment(0, 3),
+    es: realModeSegment(0, 3),
+    fs: realModeSegment(0, 3),
+    gs: realModeSegment(0, 3),
+    ss: realModeSegment(0, 3),
+    tr: { ...realModeSegment(0, 0xb), s: 0 },
+    ldt: { ...realModeSegment(0, 2), s: 0 },
     gdt: { base: 0n, limit: 0xffff },
     idt: { base: 0n, limit: 0xffff },
     cr0: 0x6000_0010n,

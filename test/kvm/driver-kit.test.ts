@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { virtioConsoleHello } from '../../examples/virtio-console-hello.js';
 import { loadPayload } from '../../examples/lib/payloads.js';
+import type { MmioTransportStats } from '../../lib/virtio/mmio-transport.js';
 import type { MicroVmConfig } from '../../lib/vmm/config.js';
 import type { VmStats } from '../../lib/vmm/messages.js';
 import { MicroVm } from '../../lib/vmm/micro-vm.js';
@@ -93,19 +94,7 @@ function describeStop(stop: StopReason, output: string): string {
   return `${formatStopReason(stop)}\n--- guest output ---\n${output}`;
 }
 
-interface TransportStats {
-  badAccesses: number;
-  ignoredWrites: number;
-  rejectedStatusWrites: number;
-  rejectedFeatures: number;
-  rejectedQueues: number;
-  ignoredNotifications: number;
-  needsResets: number;
-  internalErrors: number;
-  resets: number;
-}
-
-type DeviceEntry = { transport: TransportStats; device?: Record<string, number> };
+type DeviceEntry = { transport: MmioTransportStats; device?: Record<string, number> };
 
 function devices(stats: VmStats | undefined): Record<string, DeviceEntry> {
   expect(stats).toBeDefined();
