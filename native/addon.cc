@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "addon_data.h"
+#include "common.h"
 #include "event_fd.h"
 #include "guest_mapping.h"
 #include "host_io.h"
@@ -30,6 +31,15 @@ static Napi::Object StructSizes(Napi::Env env) {
   return o;
 }
 
+static Napi::Value LiveMappingCounts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("guest", Napi::Number::New(env, static_cast<double>(Live().guest.load())));
+  o.Set("guestBytes", Napi::Number::New(env, static_cast<double>(Live().guest_bytes.load())));
+  o.Set("vcpuRun", Napi::Number::New(env, static_cast<double>(Live().vcpu_run.load())));
+  return o;
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
@@ -48,6 +58,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("VcpuThread", VcpuThread::Init(env));
   exports.Set("hostIo", HostIo(env));
   exports.Set("structSizes", StructSizes(env));
+  exports.Set("liveMappings", Napi::Function::New(env, LiveMappingCounts, "liveMappings"));
   return exports;
 }
 

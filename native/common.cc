@@ -167,4 +167,9 @@ int IoctlRetry(int fd, unsigned long request, void* arg) {
   return r;
 }
 
+LiveMappings& Live() {
+  static LiveMappings live;
+  return live;
+}
+
 }  // namespace nodekvm

@@ -4,6 +4,7 @@
 
 #include <napi.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <string>
@@ -39,6 +40,15 @@ Bytes ArgBytes(const Napi::CallbackInfo& info, size_t i, const char* name, size_
 int KickSignal();
 // Installs a no-op handler for KickSignal() without SA_RESTART, once per process.
 void InstallKickHandler();
+
+// What the addon has mapped and not yet unmapped, over every thread of the process: leak tests compare these
+// exactly, where /proc/self/maps also moves with V8's and malloc's own pools.
+struct LiveMappings {
+  std::atomic<int64_t> guest{0};        // GuestMapping regions
+  std::atomic<int64_t> guest_bytes{0};  // their total size
+  std::atomic<int64_t> vcpu_run{0};     // kvm_run pages
+};
+LiveMappings& Live();
 
 // ioctl retried on EINTR where the call is restartable (everything except KVM_RUN).
 int IoctlRetry(int fd, unsigned long request, void* arg);

@@ -25,6 +25,8 @@ void MappingState::Unmap() {
   if (addr != nullptr) {
     munmap(addr, size);
     addr = nullptr;
+    Live().guest--;
+    Live().guest_bytes -= static_cast<int64_t>(size);
   }
   if (memfd >= 0) {
     close(memfd);
@@ -108,6 +110,8 @@ GuestMapping::GuestMapping(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Gu
   }
   state->addr = static_cast<uint8_t*>(addr);
   state->size = size;
+  Live().guest++;
+  Live().guest_bytes += static_cast<int64_t>(size);
   state_ = state;
 
   auto* hint = new std::shared_ptr<MappingState>(state_);

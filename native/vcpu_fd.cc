@@ -28,7 +28,10 @@ void VcpuState::Kick() {
 }
 
 void VcpuState::Release() {
-  if (run != nullptr) munmap(run, mmap_size);
+  if (run != nullptr) {
+    munmap(run, mmap_size);
+    Live().vcpu_run--;
+  }
   run = nullptr;
   if (fd >= 0) close(fd);
   fd = -1;
@@ -77,6 +80,7 @@ VcpuFd::VcpuFd(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VcpuFd>(info) 
   void* run = mmap(nullptr, state->mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, state->fd, 0);
   if (run == MAP_FAILED) ThrowErrno(env, "mmap", errno, "kvm_run");  // state's destructor closes the fd
   state->run = static_cast<kvm_run*>(run);
+  Live().vcpu_run++;
   state_ = state;
   InstallKickHandler();
   auto* hint = new std::shared_ptr<VcpuState>(state_);

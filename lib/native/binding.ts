@@ -198,6 +198,8 @@ export interface NativeBinding {
   hostIo: NativeHostIo;
   /** sizeof() of the kernel structs this build was compiled against. */
   structSizes: Readonly<Record<string, number>>;
+  /** What the addon has mapped and not unmapped yet, in the whole process: guest memory regions and kvm_run pages. */
+  liveMappings(): { guest: number; guestBytes: number; vcpuRun: number };
 }
 
 function addonPath(): string {
